@@ -1,0 +1,77 @@
+"""RETURNN dataset dicts for LM training and evaluation on SentencePiece ids.
+
+Data contract (all three builders): data key ``"data"``, sparse int32 ids of the SentencePiece model,
+one sequence = the ids of one sentence followed by EOS (id 0 with :mod:`recipe.sentencepiece_model`'s
+layout), no BOS. RETURNN's ``LmDataset`` ignores ``seq_end_symbol`` when ``orth_vocab`` is given (it
+calls ``orth_vocab.get_seq`` only), so EOS comes from the vocabulary: ``SentencePieces`` with
+``add_eos=True``; the ``OggZipDataset`` targets use the same vocabulary, so train (``LmDataset``) and
+dev (ogg zip in a ``MetaDataset``) deliver identical ids for the same sentence.
+
+Paths may be ``str`` or path-like (e.g. ``tk.Path``); they are stored as ``str``.
+"""
+
+import os
+from typing import Any
+
+PathLike = str | os.PathLike
+
+
+def spm_vocab(spm_model: PathLike, *, add_eos: bool = True) -> dict[str, Any]:
+    """RETURNN vocabulary options for a SentencePiece model (``Vocabulary.create_vocab`` kwargs)."""
+    return {"class": "SentencePieces", "model_file": os.fspath(spm_model), "add_eos": add_eos}
+
+
+def lm_train_dataset(
+    text_file: PathLike, spm_model: PathLike, *, partition_epoch: int = 1, seq_ordering: str = "laplace:.1000"
+) -> dict[str, Any]:
+    """``LmDataset`` over a text-lines file (optionally gzipped), split into ``partition_epoch`` sub-epochs.
+
+    Sequence tags are RETURNN's ``line-<n>`` (0-based, empty lines skipped).
+    """
+    return {
+        "class": "LmDataset",
+        "corpus_file": os.fspath(text_file),
+        "orth_vocab": spm_vocab(spm_model),
+        "seq_end_symbol": None,
+        "unknown_symbol": None,
+        "dtype": "int32",
+        "partition_epoch": partition_epoch,
+        "seq_ordering": seq_ordering,
+    }
+
+
+def lm_eval_dataset(
+    text_file: PathLike, spm_model: PathLike, *, seq_ordering: str = "sorted_reverse"
+) -> dict[str, Any]:
+    """``LmDataset`` over a text-lines file for dev/test: all sequences each epoch, sorted longest first."""
+    return lm_train_dataset(text_file, spm_model, partition_epoch=1, seq_ordering=seq_ordering)
+
+
+def text_ogg_zip_dev_dataset(
+    ogg_zip: PathLike,
+    spm_model: PathLike,
+    *,
+    seq_ordering: str = "sorted_reverse",
+    fixed_random_subset: int | float | None = None,
+) -> dict[str, Any]:
+    """Text-only ``OggZipDataset`` (``audio=None``) in a ``MetaDataset`` mapping its ``classes`` to ``data``.
+
+    As in the i6 LibriSpeech LM setups. Sequence tags are the ogg zip's ``seq_name`` (the text dict tags);
+    ``fixed_random_subset`` (count or fraction) evaluates on a fixed subset.
+    """
+    ogg_zip_opts: dict[str, Any] = {
+        "class": "OggZipDataset",
+        "path": os.fspath(ogg_zip),
+        "audio": None,
+        "targets": spm_vocab(spm_model),
+        "seq_ordering": seq_ordering,
+        "fixed_random_seed": 1,
+    }
+    if fixed_random_subset is not None:
+        ogg_zip_opts["fixed_random_subset"] = fixed_random_subset
+    return {
+        "class": "MetaDataset",
+        "datasets": {"ogg_zip": ogg_zip_opts},
+        "data_map": {"data": ("ogg_zip", "classes")},
+        "seq_order_control_dataset": "ogg_zip",
+    }

@@ -1,0 +1,110 @@
+"""Command line: ``sis manager|m``, ``sis worker``, ``sis retry``, ``sis console|c``."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+from sisyphus import global_settings as gs
+
+
+def _manager(args: argparse.Namespace) -> int:
+    from sisyphus.graph import graph
+    from sisyphus.loader import load_configs
+    from sisyphus.manager import Manager
+
+    load_configs(args.configs)
+    start = args.run
+    if not start and sys.stdin.isatty():
+        manager = Manager(graph, start=False)
+        manager.run()
+        answer = input("Start manager? (y/n) ").strip().lower()
+        start = answer in ("y", "yes")
+        if not start:
+            return 0
+    return Manager(
+        graph, start=start, clear_errors=args.clear_errors, clear_interrupts=args.clear_interrupts
+    ).run()
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from sisyphus.loader import add_import_paths
+    from sisyphus.worker import run_worker
+
+    os.environ["SIS_WORKER"] = "1"
+    add_import_paths()
+    return run_worker(args.job_dir, args.task, args.task_id, redirect_output=args.redirect_output)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    """Remove error markers (and the submit count) so the failed tasks run again, in place."""
+    for path in args.jobs:
+        job_dir = os.path.realpath(path)
+        if not os.path.exists(os.path.join(job_dir, gs.JOB_SAVE)):
+            print(f"{path}: not a job directory (no {gs.JOB_SAVE})", file=sys.stderr)
+            return 2
+        markers = glob.glob(os.path.join(job_dir, "error.*")) + glob.glob(
+            os.path.join(job_dir, "submit_log.*")
+        )
+        for m in markers:
+            os.unlink(m)
+        print(f"{job_dir}: removed {len([m for m in markers if 'error.' in m])} error marker(s)")
+    return 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    import code
+
+    from sisyphus import tk
+    from sisyphus.loader import load_configs
+
+    load_configs(args.configs)
+    namespace = {"tk": tk, "gs": gs}
+    if args.command:
+        exec(args.command, namespace)
+        return 0
+    code.interact(banner="sisyphus console: tk, gs in scope", local=namespace)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sis", description="Sisyphus-compatible workflow manager")
+    sub = parser.add_subparsers(dest="command_name", required=True)
+    m = sub.add_parser("manager", aliases=["m"], help="run the graph of the given configs")
+    m.add_argument("configs", nargs="*", help="config files (config/exp.py) or module.function")
+    m.add_argument("-r", dest="run", action="store_true", help="start submitting without asking")
+    m.add_argument("-co", dest="clear_errors", action="store_true", help="move errored jobs aside and rerun")
+    m.add_argument(
+        "-cio",
+        dest="clear_interrupts",
+        action="store_true",
+        help="move non-resumable interrupted jobs aside and rerun",
+    )
+    m.set_defaults(func=_manager)
+    w = sub.add_parser("worker", help="run one task of a job (started by engines)")
+    w.add_argument("job_dir")
+    w.add_argument("task")
+    w.add_argument("task_id", type=int, nargs="?", default=1)
+    w.add_argument("--engine", default=None)
+    w.add_argument("--redirect_output", action="store_true")
+    w.set_defaults(func=_worker)
+    r = sub.add_parser("retry", help="clear the error markers of jobs so they rerun in place")
+    r.add_argument("jobs", nargs="+", help="job directories or alias links")
+    r.set_defaults(func=_retry)
+    c = sub.add_parser("console", aliases=["c"], help="Python console with tk after loading configs")
+    c.add_argument("configs", nargs="*")
+    c.add_argument("-c", dest="command", default=None, help="run this command instead of a console")
+    c.set_defaults(func=_console)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    gs.load_settings()
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

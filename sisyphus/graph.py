@@ -1,0 +1,155 @@
+"""The global graph: what the config registered (outputs, reports, async waits) and the jobs
+reachable from it through job inputs."""
+
+from __future__ import annotations
+
+import os
+import pprint
+from dataclasses import dataclass, field
+from typing import Any
+
+from sisyphus import global_settings as gs
+from sisyphus.job import Job, extract_paths
+from sisyphus.job_path import Path, Variable
+
+
+@dataclass
+class OutputTarget:
+    """``output/<name>`` links to ``path`` once it is available."""
+
+    name: str
+    path: Path
+
+    def paths(self) -> set[Path]:
+        return {self.path}
+
+    def done(self) -> bool:
+        return self.path.available()
+
+    def update(self) -> None:
+        if not self.done():
+            return
+        link = os.path.join(gs.BASE_DIR, gs.OUTPUT_DIR, self.name)
+        _symlink(os.path.realpath(self.path.get_path()), link)
+
+
+@dataclass
+class ReportTarget:
+    """``output/<name>``: ``values`` (Variables resolved) pretty-printed or formatted with ``template``."""
+
+    name: str
+    values: Any
+    template: str | None = None
+    required: set[Path] = field(default_factory=set)
+    written: bool = False
+
+    def paths(self) -> set[Path]:
+        return self.required | extract_paths(self.values)
+
+    def done(self) -> bool:
+        return self.written
+
+    def update(self) -> None:
+        if self.written or not all(p.available() for p in self.paths()):
+            return
+        values = _resolve(self.values)
+        text = (
+            self.template.format(**values) if self.template is not None else pprint.pformat(values, width=110)
+        )
+        path = os.path.join(gs.BASE_DIR, gs.OUTPUT_DIR, self.name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(path + ".tmp", path)
+        self.written = True
+
+
+@dataclass
+class WaitTarget:
+    """Paths an async config awaits with ``tk.async_run``."""
+
+    required: set[Path]
+
+    def paths(self) -> set[Path]:
+        return self.required
+
+    def done(self) -> bool:
+        return all(p.available() for p in self.required)
+
+    def update(self) -> None:
+        pass
+
+
+def _resolve(obj: Any) -> Any:
+    if isinstance(obj, Variable):
+        return obj.get()
+    if isinstance(obj, Path):
+        return obj.get_path()
+    if isinstance(obj, dict):
+        return {k: _resolve(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_resolve(v) for v in obj)
+    return obj
+
+
+def _symlink(target: str, link: str) -> None:
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    if os.path.islink(link):
+        if os.readlink(link) == target:
+            return
+        os.unlink(link)
+    elif os.path.exists(link):
+        raise FileExistsError(f"{link} exists and is not a symlink; move it away")
+    os.symlink(target, link)
+
+
+class Graph:
+    """Targets registered by configs; ``jobs()`` walks their inputs' creators."""
+
+    def __init__(self) -> None:
+        self.targets: list[OutputTarget | ReportTarget | WaitTarget] = []
+        self.coroutines: list[Any] = []
+
+    def add_target(self, target: OutputTarget | ReportTarget | WaitTarget) -> None:
+        self.targets.append(target)
+
+    def remove_target(self, target: WaitTarget) -> None:
+        if target in self.targets:
+            self.targets.remove(target)
+
+    def clear(self) -> None:
+        self.targets.clear()
+        self.coroutines.clear()
+
+    def jobs(self) -> list[Job]:
+        """Every job the targets depend on, dependencies before dependants."""
+        order: list[Job] = []
+        seen: set[str] = set()
+        stack: list[tuple[Job, bool]] = []
+        for target in self.targets:
+            for p in sorted(target.paths(), key=lambda p: p.rel_path()):
+                if p.creator is not None:
+                    stack.append((p.creator, False))
+        while stack:
+            job, expanded = stack.pop()
+            if expanded:
+                order.append(job)
+                continue
+            if job._sis_id() in seen:
+                continue
+            seen.add(job._sis_id())
+            stack.append((job, True))
+            for p in job._sis_inputs:
+                if p.creator is not None and p.creator._sis_id() not in seen:
+                    stack.append((p.creator, False))
+        return order
+
+    def update_targets(self) -> None:
+        for target in self.targets:
+            target.update()
+
+    def all_done(self) -> bool:
+        return all(t.done() for t in self.targets) and not self.coroutines
+
+
+graph = Graph()

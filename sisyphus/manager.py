@@ -1,0 +1,294 @@
+"""The manager: scans the state of every job the targets need, submits runnable tasks to the
+engine, keeps ``alias/`` and ``output/`` up to date and prints the state display.
+
+A pass: step async configs → job states → set up and submit runnable / resumable tasks →
+update outputs and reports → print changes and a summary. It exits when every target is
+done, or when nothing can make progress (errors, non-resumable interrupts).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from collections import defaultdict
+from typing import Any, TextIO
+
+from sisyphus import global_settings as gs
+from sisyphus.engine import EngineBase, TaskCall, worker_command
+from sisyphus.graph import Graph, _symlink
+from sisyphus.job import Job
+from sisyphus.task import State, Task
+
+# what a job's state is when its task ids are in several states: the first that occurs wins
+_PRIORITY = [
+    State.ERROR,
+    State.RETRY_ERROR,
+    State.RUNNING,
+    State.QUEUE,
+    State.INTERRUPTED_NOT_RESUMABLE,
+    State.INTERRUPTED_RESUMABLE,
+    State.RUNNABLE,
+]
+_SUMMARY_ORDER = [
+    State.ERROR,
+    State.RETRY_ERROR,
+    State.INTERRUPTED_NOT_RESUMABLE,
+    State.INTERRUPTED_RESUMABLE,
+    State.HOLD,
+    State.QUEUE,
+    State.RUNNING,
+    State.RUNNABLE,
+    State.WAITING,
+    State.FINISHED,
+]
+
+
+def move_aside(job_dir: str) -> str:
+    """Rename ``job_dir`` to ``<job_dir>.cleared.NNNN`` (first free number); returns the new name."""
+    n = 1
+    while os.path.exists(f"{job_dir}.cleared.{n:04d}"):
+        n += 1
+    new = f"{job_dir}.cleared.{n:04d}"
+    shutil.move(job_dir, new)
+    return new
+
+
+class Manager:
+    """Drives the graph to completion with an engine (see module docstring)."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        engine: EngineBase | None = None,
+        start: bool = False,
+        clear_errors: bool = False,
+        clear_interrupts: bool = False,
+        quiet: bool = False,
+        targets: list[Any] | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.graph = graph
+        self.engine = engine if engine is not None else gs.engine()
+        self.start = start
+        self.clear_errors = clear_errors
+        self.clear_interrupts = clear_interrupts
+        self.quiet = quiet
+        self.targets = targets
+        self.out = out or sys.stdout
+        self.calls: dict[tuple[str, str], TaskCall] = {}
+        self.last_states: dict[str, str] = {}
+        self.reported: set[tuple[str, str]] = set()
+        self.last_heartbeat = 0.0
+        self.start_time = time.time()
+
+    # --- state ---------------------------------------------------------------------------
+    def _call(self, job: Job, task: Task) -> TaskCall:
+        key = (job._sis_id(), task.name())
+        if key not in self.calls:
+            job_dir = job._sis_path(abspath=True)
+            self.calls[key] = TaskCall(
+                job._sis_id(),
+                job_dir,
+                task.name(),
+                task.task_ids(),
+                task.rqmt(),
+                gs.worker_wrapper(job, task.name(), worker_command(job_dir, task.name())),
+            )
+        return self.calls[key]
+
+    def job_state(self, job: Job) -> tuple[str, Task | None, list[int]]:
+        """(state, current task, ids of that task in the state) of a job."""
+        if job._sis_finished():
+            return State.FINISHED, None, []
+        if os.path.exists(job._sis_path("hold", abspath=True)):
+            return State.HOLD, None, []
+        if job._sis_update_inputs():
+            return State.WAITING, None, []
+        for task in job._sis_tasks():
+            if task.finished():
+                continue
+            call = self._call(job, task)
+            by_state: dict[str, list[int]] = defaultdict(list)
+            for i in task.task_ids():
+                by_state[task.state(i, self.engine.task_state(call, i))].append(i)
+            for state in _PRIORITY:
+                if state in by_state:
+                    return state, task, by_state[state]
+        # every task finished: job._sis_finished() writes the marker on the next scan
+        return (State.FINISHED if job._sis_finished() else State.RUNNABLE), None, []
+
+    def scan(self) -> dict[str, list[tuple[Job, Task | None, list[int]]]]:
+        states: dict[str, list[tuple[Job, Task | None, list[int]]]] = defaultdict(list)
+        for job in self.graph.jobs():
+            state, task, ids = self.job_state(job)
+            states[state].append((job, task, ids))
+        return states
+
+    # --- actions -------------------------------------------------------------------------
+    def submit(self, job: Job, task: Task, ids: list[int]) -> None:
+        if not os.path.exists(job._sis_path(gs.JOB_SAVE, abspath=True)):
+            job._sis_setup_directory()
+        call = self._call(job, task)
+        sub = TaskCall(call.job_id, call.job_dir, call.task_name, ids, call.rqmt, call.command)
+        info = self.engine.submit(sub)
+        with open(task.path("submit_log"), "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ids={ids} rqmt={call.rqmt} engine={info}\n")
+        for i in ids:  # a resubmitted task starts over: old markers of an interrupted run go
+            stale = task.path("usage", i)
+            if os.path.exists(stale):
+                os.unlink(stale)
+
+    def update_aliases(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            for alias in job.get_aliases():
+                _symlink(job._sis_path(abspath=True), os.path.join(gs.BASE_DIR, gs.ALIAS_DIR, alias))
+
+    def clear(self, job: Job, why: str) -> None:
+        new = move_aside(job._sis_path(abspath=True))
+        job._sis_tasks_cache = None
+        self.calls = {k: v for k, v in self.calls.items() if k[0] != job._sis_id()}
+        self._print(f"cleared ({why}): {job._sis_id()} -> {os.path.basename(new)}")
+
+    def step_coroutines(self) -> None:
+        for coro in list(self.graph.coroutines):
+            try:
+                coro.send(None)
+            except StopIteration:
+                self.graph.coroutines.remove(coro)
+
+    def _coroutines_progress(self) -> bool:
+        """Step async configs once more; True if that registered something new or ended one."""
+        before = (len(self.graph.targets), len(self.graph.coroutines))
+        self.step_coroutines()
+        return (len(self.graph.targets), len(self.graph.coroutines)) != before
+
+    # --- display -------------------------------------------------------------------------
+    def _print(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    @staticmethod
+    def _name(job: Job) -> str:
+        aliases = sorted(job.get_aliases())
+        return f"{job._sis_id()} [{aliases[0]}]" if aliases else job._sis_id()
+
+    def display(self, states: dict[str, list[tuple[Job, Task | None, list[int]]]]) -> None:
+        changed = []
+        for state in _SUMMARY_ORDER:
+            for job, task, ids in states.get(state, []):
+                if self.last_states.get(job._sis_id()) != state:
+                    where = f" {task.name()}{ids}" if task is not None and ids else ""
+                    changed.append(f"  {state}: {self._name(job)}{where}")
+                self.last_states[job._sis_id()] = state
+        now = time.time()
+        if changed or now - self.last_heartbeat > gs.WAIT_PERIOD_HEARTBEAT:
+            self.last_heartbeat = now
+            for line in changed:
+                self._print(line)
+            summary = " ".join(f"{s}({len(states[s])})" for s in _SUMMARY_ORDER if states.get(s))
+            self._print(f"[{time.strftime('%H:%M:%S')} +{now - self.start_time:.0f}s] {summary}")
+            for job, task, ids in states.get(State.RUNNING, []):
+                self._print(
+                    f"    running {self._name(job)} {task.name() if task else ''}{ids}"
+                    f"{self._progress(job, task, ids)}"
+                )
+
+    @staticmethod
+    def _progress(job: Job, task: Task | None, ids: list[int]) -> str:
+        parts = []
+        frac = job.completed_fraction()
+        if frac is not None:
+            parts.append(f"{100 * frac:.0f}%")
+        info = job.info()
+        if info:
+            parts.append(info)
+        if task is not None and ids:
+            try:
+                parts.append(f"{time.time() - os.path.getmtime(task.path('lock', ids[0])):.0f}s")
+            except OSError:
+                pass
+        return (" (" + ", ".join(parts) + ")") if parts else ""
+
+    def report_problems(self, states: dict[str, list[tuple[Job, Task | None, list[int]]]]) -> None:
+        for state in (State.ERROR, State.RETRY_ERROR, State.INTERRUPTED_NOT_RESUMABLE):
+            for job, task, ids in states.get(state, []):
+                if task is None or (job._sis_id(), state) in self.reported:
+                    continue
+                self.reported.add((job._sis_id(), state))
+                if state == State.ERROR:
+                    gs.on_job_failure(job)
+                for i in ids:
+                    reason = self.engine.error_reason(self._call(job, task), i) or ""
+                    if not reason and os.path.exists(task.path("error", i)):
+                        with open(task.path("error", i), encoding="utf-8", errors="replace") as f:
+                            reason = (f.read().strip().splitlines() or [""])[0]
+                    self._print(
+                        f"  {state}: {self._name(job)} {task.name()}.{i}: {reason}\n"
+                        f"      log: {task.path('log', i)}"
+                    )
+
+    # --- main loop -----------------------------------------------------------------------
+    def targets_done(self) -> bool:
+        targets = self.targets if self.targets is not None else self.graph.targets
+        return all(t.done() for t in targets) and (self.targets is not None or not self.graph.coroutines)
+
+    def run(self) -> int:
+        """Run passes until the targets are done (0) or nothing can progress (1)."""
+        self.engine.start_engine()
+        try:
+            return self._loop()
+        finally:
+            self.engine.stop_engine()
+
+    def _loop(self) -> int:
+        self.update_aliases(self.graph.jobs())
+        while True:
+            self.step_coroutines()
+            self.engine.wakeup.clear()
+            states = self.scan()
+            if self.clear_errors or self.clear_interrupts:
+                kinds = ([State.ERROR, State.RETRY_ERROR] if self.clear_errors else []) + (
+                    [State.INTERRUPTED_NOT_RESUMABLE] if self.clear_interrupts else []
+                )
+                cleared = [(j, s) for s in kinds for j, _, _ in states.get(s, [])]
+                for job, state in cleared:
+                    self.clear(job, state)
+                self.clear_errors = self.clear_interrupts = False
+                if cleared:
+                    states = self.scan()
+            jobs = [j for entries in states.values() for j, _, _ in entries]
+            self.update_aliases(jobs)
+            for job, _, _ in states.get(State.FINISHED, []):
+                if self.last_states.get(job._sis_id()) not in (None, State.FINISHED):
+                    gs.on_job_finished(job)
+            self.graph.update_targets()
+            self.display(states)
+            self.report_problems(states)
+            if self.targets_done():
+                self._print("All targets are done.")
+                return 0
+            if not self.start:
+                return 0
+            submitted = False
+            for state in (State.RUNNABLE, State.INTERRUPTED_RESUMABLE):
+                for job, task, ids in states.get(state, []):
+                    if task is not None:
+                        self.submit(job, task, ids)
+                        submitted = True
+            busy = any(states.get(s) for s in (State.RUNNING, State.QUEUE))
+            if not submitted and not busy and not self._coroutines_progress():
+                stuck = sum(
+                    len(states.get(s, []))
+                    for s in (State.ERROR, State.RETRY_ERROR, State.INTERRUPTED_NOT_RESUMABLE, State.HOLD)
+                )
+                self._print(
+                    f"Nothing left to run: {stuck} job(s) in error, interrupted or on hold block "
+                    f"the remaining targets. Fix the cause, then rerun with -co / -cio or "
+                    f"`sis retry <job dir>`."
+                )
+                return 1
+            if submitted:
+                continue
+            self.engine.wakeup.wait(gs.WAIT_PERIOD_BETWEEN_CHECKS)

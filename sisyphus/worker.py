@@ -1,0 +1,152 @@
+"""The worker: runs one task id of one job, the process an engine starts.
+
+Crash safety: the worker holds an exclusive ``flock`` on ``lock.<task>.<id>`` in the job
+directory while the task runs. The kernel drops it when the process dies (exception,
+``kill -9``, reboot), so a held lock means "running" and a second worker for the same task
+(e.g. from a second manager) exits without doing anything. ``finished.<task>.<id>`` is written
+only after the task function returned; an exception writes ``error.<task>.<id>`` instead.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import IO
+
+from sisyphus import global_settings as gs
+
+_LOCK_RETRY_SECONDS = 2.0
+
+
+def task_lock_held(lock_path: str) -> bool:
+    """True if a live worker holds the lock (probed with a shared, non-blocking flock)."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _acquire_lock(lock_path: str) -> int | None:
+    """Exclusive lock; retried briefly since a manager's state probe may hold it shared for an instant."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + _LOCK_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def _write_usage(path: str, start: float, stop: threading.Event) -> None:
+    import psutil
+
+    proc = psutil.Process()
+    while True:
+        try:
+            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+            usage = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "rss_gb": round(rss / 1024**3, 3),
+                "cpu_percent": proc.cpu_percent(),
+                "elapsed_s": round(time.time() - start, 1),
+                "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(usage, f)
+            os.replace(tmp, path)
+        except (OSError, psutil.Error):
+            pass
+        if stop.wait(gs.USAGE_UPDATE_PERIOD):
+            return
+
+
+def _touch_atomic(path: str, text: str = "") -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def run_worker(job_dir: str, task_name: str, task_id: int, redirect_output: bool = True) -> int:
+    """Run ``task_name`` id ``task_id`` of the job in ``job_dir``; returns the exit code."""
+    from sisyphus.job import load_job
+
+    job_dir = os.path.abspath(job_dir)
+    lock_path = os.path.join(job_dir, f"lock.{task_name}.{task_id}")
+    finished = os.path.join(job_dir, f"{gs.STATE_FINISHED}.{task_name}.{task_id}")
+    error = os.path.join(job_dir, f"error.{task_name}.{task_id}")
+    fd = _acquire_lock(lock_path)
+    if fd is None:
+        print(f"{job_dir} {task_name}.{task_id} is already running in another worker", file=sys.stderr)
+        return 0
+    if os.path.exists(finished) or os.path.exists(error):
+        return 0  # another worker completed it while this one was starting
+
+    log_path = os.path.join(job_dir, f"log.{task_name}.{task_id}")
+    log_file: IO[str] | None = None
+    if redirect_output:
+        log_file = open(log_path, "a", buffering=1, encoding="utf-8")
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        sys.stdout = sys.stderr = log_file
+    elif not os.path.exists(log_path):
+        open(log_path, "a").close()
+    start = time.time()
+    print(
+        f"=== sisyphus worker {task_name}.{task_id} on {socket.gethostname()} pid {os.getpid()} "
+        f"at {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        flush=True,
+    )
+    stop = threading.Event()
+    usage = threading.Thread(
+        target=_write_usage,
+        args=(os.path.join(job_dir, f"usage.{task_name}.{task_id}"), start, stop),
+        daemon=True,
+    )
+    usage.start()
+    try:
+        job = load_job(job_dir)
+        task = next((t for t in job._sis_tasks() if t.name() == task_name), None)
+        if task is None:
+            raise ValueError(f"{job_dir}: job has no task {task_name!r}")
+        os.environ.update(job._sis_environment)
+        os.chdir(os.path.join(job_dir, gs.JOB_WORK_DIR))
+        task.run(task_id)
+    except KeyboardInterrupt:
+        print("=== interrupted", flush=True)  # no marker: the task shows as interrupted
+        return 130
+    except SystemExit as e:
+        if e.code not in (0, None):
+            _touch_atomic(error, f"SystemExit: {e.code}\n")
+            return 1
+    except BaseException as e:  # noqa: BLE001 - every failure must leave an error marker
+        tb = traceback.format_exc()
+        print(tb, flush=True)
+        _touch_atomic(error, f"{type(e).__name__}: {e}\n\n{tb}")
+        return 1
+    finally:
+        stop.set()
+    _touch_atomic(finished, time.strftime("%Y-%m-%d %H:%M:%S\n"))
+    print(f"=== finished {task_name}.{task_id} after {time.time() - start:.1f} s", flush=True)
+    return 0

@@ -4,13 +4,14 @@
 member ``<name>.txt``: a Python list literal with one dict per line::
 
     [
-    {'duration': 0.35, 'seq_name': 'kjv/Ge3:20', 'text': "and adam called his wife's name eve"},
+    {'duration': 0.355, 'seq_name': 'kjv/Ge3:20', 'text': "and adam called his wife's name eve"},
     ...
     ]
 
-There is no audio, so ``file`` is omitted and ``duration`` is a pseudo-duration of 10 ms per character:
-RETURNN sorts by ``duration * 100``, i.e. by the text length in characters. The zip is byte-deterministic
-(fixed time stamps).
+There is no audio, so ``file`` is omitted and ``duration`` is a pseudo-duration of 10 ms per character,
+``(characters + 0.5) / 100``: RETURNN sorts by ``int(duration * 100)``, which is then exactly the text
+length in characters (the 0.5 keeps float rounding from flooring it one lower). The zip is
+byte-deterministic (fixed time stamps).
 """
 
 import os
@@ -35,7 +36,7 @@ def write_text_ogg_zip(text_dict: Mapping[str, str], zip_path: str | os.PathLike
     name = ogg_zip_content_name(zip_path)
     lines = ["["]
     for tag, text in text_dict.items():
-        entry = {"duration": len(text) / 100.0, "seq_name": tag, "text": text}
+        entry = {"duration": (len(text) + 0.5) / 100, "seq_name": tag, "text": text}
         lines.append(repr(entry) + ",")
     lines.append("]")
     info = zipfile.ZipInfo(f"{name}.txt", date_time=_FIXED_ZIP_TIME)

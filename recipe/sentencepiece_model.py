@@ -9,10 +9,10 @@ Training is deterministic: ``num_threads=1`` and the whole input is used unless 
 """
 
 import enum
+import io
 import os
 import re
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sentencepiece as spm
@@ -50,42 +50,65 @@ def train_sentencepiece(
     normalization_rule_name: str = "nmt_nfkc",
     additional_options: Mapping[str, Any] | None = None,
 ) -> str:
-    """Train on a text-lines file (optionally gzipped); writes ``<model_prefix>.model`` / ``.vocab``.
+    """Train on the non-empty lines of a text-lines file (optionally gzipped); returns the model path.
 
-    ``additional_options`` are further ``SentencePieceTrainer`` options and override
-    :data:`DEFAULT_TRAINER_OPTIONS`. Returns the model path. Raises TextFormatError for an empty,
-    binary or wrongly encoded input (naming file and line) and ValueError naming the file when
-    ``vocab_size`` is larger than the corpus supports.
+    Writes ``<model_prefix>.model`` and ``<model_prefix>.vocab`` (lines ``piece<TAB>score``, as
+    ``spm_train`` writes them). The sentences are streamed to the trainer, so no file path ends up in
+    the model: the same text and options give a byte-identical model. ``additional_options`` are
+    further ``SentencePieceTrainer`` options and override :data:`DEFAULT_TRAINER_OPTIONS`.
+    Raises TextFormatError for an empty, binary or wrongly encoded input (naming file and line) and
+    ValueError naming the file when ``vocab_size`` is larger than the corpus supports.
     """
     options = {**DEFAULT_TRAINER_OPTIONS, **(additional_options or {})}
-    with tempfile.TemporaryDirectory() as tmp:
-        # Copy through the checking reader: validates the text, gunzips it (SentencePiece needs plain text).
-        plain = os.path.join(tmp, "train.txt")
-        num_sentences = write_text_lines(plain, (line for _, line in read_lines(text_file) if line.strip()))
-        if num_sentences == 0:
-            raise TextFormatError(f"{text_file}: no non-empty line to train SentencePiece on (empty corpus)")
+    num_sentences = 0
+    reader_error: list[Exception] = []
+
+    def sentences() -> Iterator[str]:
+        nonlocal num_sentences
         try:
-            spm.SentencePieceTrainer.train(
-                input=plain,
-                model_prefix=model_prefix,
-                model_type=model_type.value,
-                vocab_size=vocab_size,
-                character_coverage=character_coverage,
-                normalization_rule_name=normalization_rule_name,
-                **options,
-            )
-        except RuntimeError as exc:
-            too_high = re.search(
-                r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", str(exc)
-            )
-            if too_high:
-                raise ValueError(
-                    f"{text_file}: vocab_size={vocab_size} is larger than this corpus supports for a"
-                    f" {model_type.value} model ({num_sentences} sentences allow at most {too_high[2]});"
-                    f" lower vocab_size or use more text"
-                ) from exc
+            for _, line in read_lines(text_file):
+                if line.strip():
+                    num_sentences += 1
+                    yield line
+        except TextFormatError as exc:
+            reader_error.append(exc)
             raise
-    return model_prefix + ".model"
+
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences(),
+            model_writer=model,
+            model_type=model_type.value,
+            vocab_size=vocab_size,
+            character_coverage=character_coverage,
+            normalization_rule_name=normalization_rule_name,
+            **options,
+        )
+    except RuntimeError as exc:
+        if reader_error:
+            raise reader_error[0] from None
+        if num_sentences == 0:
+            raise TextFormatError(
+                f"{text_file}: no non-empty line to train SentencePiece on (empty corpus)"
+            ) from exc
+        too_high = re.search(
+            r"Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)", str(exc)
+        )
+        if too_high:
+            raise ValueError(
+                f"{text_file}: vocab_size={vocab_size} is larger than this corpus supports for a"
+                f" {model_type.value} model ({num_sentences} sentences allow at most {too_high[2]});"
+                f" lower vocab_size or use more text"
+            ) from exc
+        raise
+    model_file = model_prefix + ".model"
+    with open(model_file, "wb") as f:
+        f.write(model.getvalue())
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    with open(model_prefix + ".vocab", "w", encoding="utf-8") as f:
+        f.writelines(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.vocab_size()))
+    return model_file
 
 
 def load_sentencepiece(model_file: str | os.PathLike, *, add_eos: bool = False) -> spm.SentencePieceProcessor:

@@ -39,18 +39,27 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    """Remove error markers (and the submit count) so the failed tasks run again, in place."""
+    """Clear error markers so failed tasks rerun in place; their logs are kept as ``log.*.error.NN``."""
     for path in args.jobs:
         job_dir = os.path.realpath(path)
         if not os.path.exists(os.path.join(job_dir, gs.JOB_SAVE)):
             print(f"{path}: not a job directory (no {gs.JOB_SAVE})", file=sys.stderr)
             return 2
-        markers = glob.glob(os.path.join(job_dir, "error.*")) + glob.glob(
-            os.path.join(job_dir, "submit_log.*")
-        )
-        for m in markers:
-            os.unlink(m)
-        print(f"{job_dir}: removed {len([m for m in markers if 'error.' in m])} error marker(s)")
+        errors = glob.glob(os.path.join(job_dir, "error.*"))
+        for marker in errors:
+            suffix = os.path.basename(marker)[len("error.") :]  # <task>.<id>
+            log = os.path.join(job_dir, f"log.{suffix}")
+            if os.path.exists(log):
+                n = 1
+                while os.path.exists(f"{log}.error.{n:02d}"):
+                    n += 1
+                os.replace(log, f"{log}.error.{n:02d}")
+            os.unlink(marker)
+            task_name = suffix.rsplit(".", 1)[0]
+            submit_log = os.path.join(job_dir, f"submit_log.{task_name}")
+            if os.path.exists(submit_log):
+                os.unlink(submit_log)
+        print(f"{job_dir}: cleared {len(errors)} error marker(s)")
     return 0
 
 

@@ -56,29 +56,36 @@ def _acquire_lock(lock_path: str) -> int | None:
             time.sleep(0.05)
 
 
-def _write_usage(path: str, start: float, stop: threading.Event) -> None:
+def _write_usage_once(path: str, start: float) -> None:
+    """``usage.<task>.<id>``: JSON with host, pid, rss of the task's process tree, cpu, elapsed time."""
     import psutil
 
-    proc = psutil.Process()
-    while True:
-        try:
-            rss = proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-            usage = {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "rss_gb": round(rss / 1024**3, 3),
-                "cpu_percent": proc.cpu_percent(),
-                "elapsed_s": round(time.time() - start, 1),
-                "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-            }
-            tmp = f"{path}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(usage, f)
-            os.replace(tmp, path)
-        except (OSError, psutil.Error):
-            pass
-        if stop.wait(gs.USAGE_UPDATE_PERIOD):
-            return
+    try:
+        proc = psutil.Process()
+        rss = proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            try:
+                rss += child.memory_info().rss
+            except psutil.Error:
+                pass  # a child that just ended
+        usage = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "rss_gb": round(rss / 1024**3, 3),
+            "cpu_times_s": round(sum(proc.cpu_times()[:2]), 1),
+            "elapsed_s": round(time.time() - start, 1),
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        with open(f"{path}.tmp", "w") as f:
+            json.dump(usage, f)
+        os.replace(f"{path}.tmp", path)
+    except (OSError, psutil.Error) as e:
+        print(f"warning: could not write {path}: {e}", flush=True)
+
+
+def _write_usage(path: str, start: float, stop: threading.Event) -> None:
+    while not stop.wait(gs.USAGE_UPDATE_PERIOD):
+        _write_usage_once(path, start)
 
 
 def _touch_atomic(path: str, text: str = "") -> None:
@@ -119,9 +126,11 @@ def run_worker(job_dir: str, task_name: str, task_id: int, redirect_output: bool
         flush=True,
     )
     stop = threading.Event()
+    usage_path = os.path.join(job_dir, f"usage.{task_name}.{task_id}")
+    _write_usage_once(usage_path, start)
     usage = threading.Thread(
         target=_write_usage,
-        args=(os.path.join(job_dir, f"usage.{task_name}.{task_id}"), start, stop),
+        args=(usage_path, start, stop),
         daemon=True,
     )
     usage.start()

@@ -1,0 +1,102 @@
+"""Toy jobs for the workflow-core tests; copied into a temporary project as recipe/toy.py."""
+
+import json
+import os
+import time
+
+from sisyphus import Job, Task
+
+
+def _record(event: str, name: str, cpu: int) -> None:
+    """Append an event to the file named by $TOY_EVENTS (shared by all workers), if set."""
+    path = os.environ.get("TOY_EVENTS")
+    if not path:
+        return
+    with open(path, "a") as f:
+        f.write(
+            json.dumps({"event": event, "name": name, "cpu": cpu, "t": time.time(), "pid": os.getpid()})
+            + "\n"
+        )
+
+
+class SleepJob(Job):
+    """Writes its name after sleeping; records start/end events to check rqmt and concurrency."""
+
+    def __init__(self, name, inputs=(), cpu=1, sleep=0.5):
+        self.name = name
+        self.inputs = list(inputs)
+        self.cpu = cpu
+        self.sleep = sleep
+        self.out = self.output_path("out.txt")
+        self.length = self.output_var("length")
+
+    def tasks(self):
+        yield Task("run", rqmt={"cpu": self.cpu, "mem": 0.5})
+
+    def run(self):
+        _record("start", self.name, self.cpu)
+        text = self.name + "".join(open(p.get_path()).read() for p in self.inputs)
+        time.sleep(self.sleep)
+        with open(self.out.get_path(), "w") as f:
+            f.write(text)
+        self.length.set(len(text))
+        _record("end", self.name, self.cpu)
+
+
+class CountJob(Job):
+    """Counts to ``steps`` with a checkpoint in its work dir; ``resume`` continues from it."""
+
+    def __init__(self, steps, resumable=True, step_time=0.2):
+        self.steps = steps
+        self.resumable = resumable
+        self.step_time = step_time
+        self.out = self.output_path("count.txt")
+
+    def tasks(self):
+        yield Task("run", resume="run" if self.resumable else None)
+
+    def run(self):
+        start = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
+        with open("starts", "a") as f:
+            f.write(f"{start}\n")
+        for i in range(start, self.steps):
+            time.sleep(self.step_time)
+            with open("ckpt.tmp", "w") as f:
+                f.write(str(i + 1))
+            os.replace("ckpt.tmp", "ckpt")
+        with open(self.out.get_path(), "w") as f:
+            f.write(str(self.steps))
+
+
+class FailJob(Job):
+    """Fails while the file ``fail_flag`` exists in the project directory."""
+
+    def __init__(self, flag):
+        self.flag = flag
+        self.out = self.output_path("out.txt")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self):
+        with open("attempts", "a") as f:
+            f.write("x\n")
+        if os.path.exists(self.flag):
+            raise RuntimeError(f"flag file {self.flag} exists")
+        with open(self.out.get_path(), "w") as f:
+            f.write("ok")
+
+
+class PidJob(Job):
+    """Records every process that runs it (to prove a task runs once with two managers)."""
+
+    def __init__(self, name, sleep=2.0):
+        self.name = name
+        self.sleep = sleep
+        self.out = self.output_path("out.txt")
+
+    def run(self):
+        _record("start", self.name, 1)
+        time.sleep(self.sleep)
+        with open(self.out.get_path(), "w") as f:
+            f.write(self.name)

@@ -57,11 +57,13 @@ def text_ogg_zip_dev_dataset(
     """Text-only ``OggZipDataset`` (``audio=None``) in a ``MetaDataset`` mapping its ``classes`` to ``data``.
 
     As in the i6 LibriSpeech LM setups. Sequence tags are the ogg zip's ``seq_name`` (the text dict tags);
-    ``fixed_random_subset`` (count or fraction) evaluates on a fixed subset.
+    ``fixed_random_subset`` (count or fraction) evaluates on a fixed subset. ``ogg_zip`` may be a symlink
+    with another name (RETURNN then resolves it to find the member ``<real name>.txt``).
     """
     ogg_zip_opts: dict[str, Any] = {
         "class": "OggZipDataset",
         "path": os.fspath(ogg_zip),
+        "resolve_symlink_for_name": True,  # member name from the real file, not e.g. output/dev.ogg.zip
         "audio": None,
         "targets": spm_vocab(spm_model),
         "seq_ordering": seq_ordering,

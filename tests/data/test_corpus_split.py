@@ -1,5 +1,6 @@
 """KJV and user-text corpora, and the deterministic, leak-free train/dev/test split."""
 
+import gzip
 import random
 
 import pytest
@@ -36,6 +37,8 @@ def test_text_file_corpus_tags_are_source_line_numbers(tmp_path) -> None:
     path = tmp_path / "my.txt"
     path.write_text("Hello, World!\n\n  ...  \nIt's fine.\n")
     assert text_file_corpus(path, "mine") == {"mine/line-1": "hello world", "mine/line-4": "it's fine"}
+    (tmp_path / "my.txt.gz").write_bytes(gzip.compress(path.read_bytes()))
+    assert text_file_corpus(tmp_path / "my.txt.gz", "mine") == text_file_corpus(path, "mine")
     assert text_file_corpus(path, "mine", normalize=False) == {
         "mine/line-1": "Hello, World!",
         "mine/line-3": "...",

@@ -62,6 +62,15 @@ def test_ogg_zip_dev_matches_lm_dataset_ids(dev: dict[str, str], spm_model: str,
         assert sp.decode(ogg[tag][:-1].tolist()) == text
 
 
+def test_ogg_zip_read_through_a_symlink_with_another_name(
+    dev: dict[str, str], spm_model: str, tmp_path: Path
+) -> None:
+    write_text_ogg_zip(dev, tmp_path / "out.ogg.zip")
+    (tmp_path / "dev.ogg.zip").symlink_to(tmp_path / "out.ogg.zip")  # like Sisyphus' output/ links
+    seqs = iterate(text_ogg_zip_dev_dataset(tmp_path / "dev.ogg.zip", spm_model))
+    assert {tag for tag, _ in seqs} == set(dev)
+
+
 def test_ogg_zip_sorted_and_subset(dev: dict[str, str], spm_model: str, tmp_path: Path) -> None:
     write_text_ogg_zip(dev, tmp_path / "dev.ogg.zip")
     seqs = iterate(text_ogg_zip_dev_dataset(tmp_path / "dev.ogg.zip", spm_model))

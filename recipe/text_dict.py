@@ -32,12 +32,15 @@ class TextFormatError(ValueError):
     """A text file that cannot be read as the expected format; the message names file and line."""
 
 
-def _open_binary_for_reading(path: PathLike) -> IO[bytes]:
+@contextlib.contextmanager
+def _open_binary_for_reading(path: PathLike) -> Iterator[IO[bytes]]:
     """Open ``path`` for reading bytes, transparently gunzipping it when it starts with the gzip magic."""
-    raw = open(path, "rb")
-    if raw.peek(2)[:2] == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    return raw
+    with open(path, "rb") as raw:
+        if raw.peek(2)[:2] == _GZIP_MAGIC:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+                yield f
+        else:
+            yield raw
 
 
 @contextlib.contextmanager

@@ -1,0 +1,199 @@
+"""BD3-LM: block diffusion, autoregressive over blocks of L' tokens and masked diffusion within a block.
+
+    log p(x) = sum_b log p(x^b | x^{<b}),   NELBO = sum_b E_{t_b} [ (1/t_b) sum_{l in b masked} CE_l ],
+
+with its own t_b per block and the clean earlier blocks as context.  Vectorised training runs one
+forward pass over [x_t ; x_0] (2L positions, both halves with positions 0..L-1) under the mask
+
+    x_t query i -> x_t key j:  b(j) = b(i)   (block-diagonal)
+    x_t query i -> x_0 key j:  b(j) < b(i)   (offset block-causal)
+    x_0 query i -> x_0 key j:  b(j) <= b(i)  (block-causal)
+    x_0 query i -> x_t key j:  never,
+
+and reads logits from the x_t half.  L' = L reduces to MDLM; L' = 1 to an AR model whose input at
+position i is [MASK].  Clipped schedules draw t_b ~ U[beta, omega]; ``var_min_clip_search`` picks the
+(beta, omega) that minimises the variance of the per-sequence loss on held-out batches.  With
+``resample`` a block whose masked fraction falls outside the clipped range is redrawn (bounded
+retries).  Batches are padded internally to a multiple of L'; padding is excluded from attention and loss.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from recipe.batch import clean_padding, pad_to_multiple, valid_mask
+from recipe.dit import DiTConfig
+from recipe.mdlm import MDLM
+from recipe.noise_schedule import uniform
+
+MAX_RESAMPLE_ROUNDS = 100
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_masks(seq_len: int, block_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    b = torch.arange(seq_len, device=device) // block_size
+    same = b[:, None] == b[None, :]
+    earlier = b[None, :] < b[:, None]
+    top = torch.cat((same, earlier), dim=1)
+    bottom = torch.cat((torch.zeros_like(same), same | earlier), dim=1)
+    eye = torch.eye(2 * seq_len, dtype=torch.bool, device=device)
+    return torch.cat((top, bottom), dim=0), eye
+
+
+def bd3_attention_mask(seq_len: int, block_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool [2 seq_len, 2 seq_len] (True = may attend) over [x_t ; x_0]; cached per (L, L', device)."""
+    if seq_len % block_size:
+        raise ValueError(f"bd3_attention_mask: seq_len={seq_len} not a multiple of block_size={block_size}")
+    return _cached_masks(seq_len, block_size, str(torch.device(device)))[0]
+
+
+def block_causal_mask(seq_len: int, block_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool [L, L]: query i may attend key j iff block(j) <= block(i) (used by cache-free sampling)."""
+    b = torch.arange(seq_len, device=device) // block_size
+    return b[None, :] <= b[:, None]
+
+
+class BD3LM(MDLM):
+    """Block diffusion LM with block size L' (``block_size``); shares its state dict layout with MDLM."""
+
+    def __init__(
+        self,
+        backbone: DiTConfig,
+        vocab_size: int,
+        max_seq_len: int,
+        block_size: int,
+        sampling_eps: float = 1e-3,
+        antithetic: bool = True,
+        resample: bool = False,
+        eos_id: int | None = None,
+    ) -> None:
+        if block_size < 1 or max_seq_len % block_size:
+            raise ValueError(f"BD3LM: max_seq_len={max_seq_len} must be divisible by block_size={block_size}")
+        super().__init__(backbone, vocab_size, max_seq_len, sampling_eps, antithetic, eos_id)
+        self.block_size = block_size
+        self.resample = resample
+
+    def config_summary(self) -> str:
+        return super().config_summary()[:-1] + f", block_size={self.block_size})"
+
+    def block_len(self, seq_len: int) -> int:
+        return self.block_size
+
+    def _states(
+        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+    ) -> torch.Tensor:
+        """States [B, T, H] of the x_t half of one pass over [x_t ; x_0] under ``bd3_attention_mask``.
+
+        The x_0 half gets sigma = 0 (clean); padding keys are masked (each query keeps itself)."""
+        seq_len = x0.shape[1]
+        x0p = pad_to_multiple(x0, self.block_size, 0)
+        xtp = pad_to_multiple(xt, self.block_size, 0)
+        padded_len = x0p.shape[1]
+        struct, eye = _cached_masks(padded_len, self.block_size, str(x0.device))
+        valid = valid_mask(lengths, padded_len)
+        if bool(valid.all()):
+            attn = struct
+        else:
+            keys = torch.cat((valid, valid), dim=1)
+            attn = struct & (keys[:, None, None, :] | eye)
+        sigma = None
+        if sigma_pos is not None:
+            sigma_p = F.pad(sigma_pos, (0, padded_len - seq_len))
+            sigma = torch.cat((sigma_p, torch.zeros_like(sigma_p)), dim=1)
+        positions = torch.arange(padded_len, device=x0.device).repeat(2)
+        h = self.backbone.hidden(torch.cat((xtp, x0p), dim=1), positions, attn, sigma=sigma)[0]
+        return h[:, :seq_len]
+
+    def draw_mask(
+        self,
+        t: torch.Tensor,
+        lengths: torch.Tensor,
+        seq_len: int,
+        generator: torch.Generator | None,
+        clip: tuple[float, float],
+    ) -> torch.Tensor:
+        """Per-block masks; with ``resample``, blocks whose masked fraction is outside ``clip`` are redrawn.
+
+        A bound is only enforced when it is clipped (low > sampling_eps or high < 1).  Blocks that can
+        never fit (e.g. a last block of 1 real token and clip [0.45, 0.95]) are left as drawn; the redraw
+        stops after MAX_RESAMPLE_ROUNDS rounds.
+        """
+        mask = super().draw_mask(t, lengths, seq_len, generator, clip)
+        low, high = clip
+        check_low, check_high = low > self.schedule.eps + 1e-9, high < 1.0 - 1e-9
+        if not (self.resample and (check_low or check_high)):
+            return mask
+        valid = valid_mask(lengths, seq_len)
+        move = self.schedule.move_chance(self.expand_t(t, seq_len))
+        n_blocks = t.shape[1]
+        pad = n_blocks * self.block_size - seq_len
+        count = F.pad(valid.float(), (0, pad)).view(-1, n_blocks, self.block_size).sum(-1)
+        k_min = torch.ceil(low * count - 1e-6) if check_low else torch.zeros_like(count)
+        k_max = torch.floor(high * count + 1e-6) if check_high else count
+        feasible = (count > 0) & (k_min <= k_max)
+        for _ in range(MAX_RESAMPLE_ROUNDS):
+            masked = F.pad(mask.float(), (0, pad)).view(-1, n_blocks, self.block_size).sum(-1)
+            bad = ((masked < k_min) | (masked > k_max)) & feasible
+            if not bool(bad.any()):
+                break
+            redo = bad.repeat_interleave(self.block_size, dim=1)[:, :seq_len]
+            fresh = (uniform(mask.shape, generator, mask.device) < move) & valid
+            mask = torch.where(redo, fresh, mask)
+        return mask
+
+
+def clip_candidates(widths: Sequence[float], delta: float, eps: float) -> list[tuple[float, float]]:
+    """(beta, omega) pairs: the full range (eps, 1) and, per width w, beta = k delta for k = 0..(1-w)/delta,
+    omega = beta + w, both clamped to >= eps."""
+    if delta <= 0:
+        raise ValueError(f"clip_candidates: clip_search_delta must be positive, got {delta}")
+    cands = [(eps, 1.0)]
+    for width in widths:
+        if not 0.0 < width <= 1.0:
+            raise ValueError(f"clip_candidates: clip_search_widths entries must be in (0, 1], got {width}")
+        for k in range(int(round((1.0 - width) / delta)) + 1):
+            low = round(k * delta, 10)
+            pair = (max(low, eps), max(round(low + width, 10), eps))
+            if pair not in cands:
+                cands.append(pair)
+    return cands
+
+
+@torch.no_grad()
+def var_min_clip_search(
+    model: MDLM,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    widths: Sequence[float],
+    delta: float,
+    generator: torch.Generator | None = None,
+    apply: bool = True,
+) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
+    """Data-driven clipped schedule: for every candidate (beta, omega) draw the training noise
+    (t ~ U[beta, omega], masks as in training) on each batch, and compute the variance over all
+    sequences of the per-sequence loss NELBO(x) / |x|.  Returns (best pair, {pair: variance}); with
+    ``apply`` the best pair becomes the model's ``noise_clip``.  Runs the model in eval mode."""
+    data = list(batches)
+    if not data:
+        raise ValueError("var_min_clip_search: no validation batches given")
+    was_training = model.training
+    model.eval()
+    table: dict[tuple[float, float], float] = {}
+    try:
+        for low, high in clip_candidates(widths, delta, model.schedule.eps):
+            per_seq = []
+            for tokens, lengths in data:
+                x0 = clean_padding(tokens, lengths, 0)
+                t = model.draw_t(x0.shape[0], model.num_blocks(x0.shape[1]), generator, x0.device, low, high)
+                mask = model.draw_mask(t, lengths, x0.shape[1], generator, (low, high))
+                per_seq.append(model.nelbo_terms(x0, lengths, t, mask).sum(1) / lengths)
+            table[(low, high)] = float(torch.cat(per_seq).var())
+    finally:
+        model.train(was_training)
+    best = min(table, key=table.__getitem__)
+    if apply:
+        model.set_noise_clip(*best)
+    return best, table

@@ -1,0 +1,227 @@
+"""DiT backbone shared by the AR baseline, MDLM and BD3-LM.
+
+Pre-LayerNorm Transformer blocks with rotary self-attention under an arbitrary boolean attention mask
+(``True`` = query may attend to key; torch ``scaled_dot_product_attention``) and a GELU MLP (x4).
+With time conditioning the noise level sigma is embedded (sinusoids -> MLP -> c, cond_dim) and each
+block is modulated by adaLN:  h = x + g1 * Attn(LN(x) (1 + a1) + b1),  y = h + g2 * MLP(LN(h) (1 + a2) + b2),
+where (b1, a1, g1, b2, a2, g2) = Linear(SiLU(c)), zero-initialised so training starts from the
+unconditioned network.  sigma may be per sequence [B] or per position [B, T] (BD3-LM gives every
+block its own noise level).  Residual dropout after attention and MLP.  Optional key/value caching
+for semi-autoregressive decoding.  Logits are returned in the compute dtype; callers compute losses
+in float32.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recipe.rotary import apply_rotary, rotary_cos_sin
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden": 64, "n_blocks": 2, "n_heads": 4, "cond_dim": 32},
+    "mini": {"hidden": 256, "n_blocks": 4, "n_heads": 4, "cond_dim": 64},
+    "small": {"hidden": 768, "n_blocks": 12, "n_heads": 12, "cond_dim": 128},
+    "medium": {"hidden": 1024, "n_blocks": 24, "n_heads": 16, "cond_dim": 128},
+}
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Backbone hyperparameters.
+
+    input_size: embedding rows (V for the AR LM, V + 1 with [MASK] for diffusion LMs);
+    output_size: logit columns (V).
+    """
+
+    input_size: int
+    output_size: int
+    hidden: int = 768
+    n_blocks: int = 12
+    n_heads: int = 12
+    cond_dim: int = 128
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+    time_conditioning: bool = False
+    tie_embeddings: bool = False
+    rotary_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.n_heads:
+            raise ValueError(f"DiTConfig: hidden={self.hidden} is not divisible by n_heads={self.n_heads}")
+        if (self.hidden // self.n_heads) % 2:
+            raise ValueError(f"DiTConfig: head dim {self.hidden // self.n_heads} must be even (rotary)")
+        if self.output_size > self.input_size:
+            raise ValueError(
+                f"DiTConfig: output_size={self.output_size} exceeds input_size={self.input_size}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"DiTConfig: dropout must be in [0, 1), got {self.dropout}")
+
+
+class TimestepEmbedding(nn.Module):
+    """c = W2 SiLU(W1 [cos(sigma f_j), sin(sigma f_j)]_j), f_j = max_period^(-j / (F/2)), F = 256."""
+
+    def __init__(self, cond_dim: int, num_freqs: int = 256, max_period: float = 10000.0) -> None:
+        super().__init__()
+        self.num_freqs = num_freqs
+        self.max_period = max_period
+        self.mlp = nn.Sequential(nn.Linear(num_freqs, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        half = self.num_freqs // 2
+        freqs = torch.exp(
+            -math.log(self.max_period) * torch.arange(half, device=sigma.device, dtype=torch.float32) / half
+        )
+        args = sigma.to(torch.float32)[..., None] * freqs
+        return self.mlp(torch.cat((args.cos(), args.sin()), dim=-1))
+
+
+class DiTBlock(nn.Module):
+    """One Transformer block (rotary attention + MLP), optionally adaLN-modulated."""
+
+    def __init__(self, cfg: DiTConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.dropout = cfg.dropout
+        self.norm1 = nn.LayerNorm(cfg.hidden)
+        self.qkv = nn.Linear(cfg.hidden, 3 * cfg.hidden, bias=False)
+        self.attn_out = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
+        self.norm2 = nn.LayerNorm(cfg.hidden)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.mlp_ratio * cfg.hidden),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(cfg.mlp_ratio * cfg.hidden, cfg.hidden),
+        )
+        self.ada = None
+        if cfg.time_conditioning:
+            self.ada = nn.Linear(cfg.cond_dim, 6 * cfg.hidden)
+            nn.init.zeros_(self.ada.weight)
+            nn.init.zeros_(self.ada.bias)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        causal: bool,
+        cond: torch.Tensor | None,
+        past: tuple[torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x [B, T, H] -> (y [B, T, H], (k, v) [B, heads, P + T, d] including the past)."""
+        b, t, h = x.shape
+        if self.ada is not None:
+            mod = self.ada(F.silu(cond))
+            if mod.dim() == 2:
+                mod = mod[:, None]
+            shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
+        y = self.norm1(x)
+        if self.ada is not None:
+            y = y * (1 + scale1) + shift1
+        q, k, v = self.qkv(y).view(b, t, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if past is not None:
+            k = torch.cat((past[0], k), dim=2)
+            v = torch.cat((past[1], v), dim=2)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
+        a = self.attn_out(a.transpose(1, 2).reshape(b, t, h))
+        a = F.dropout(a, self.dropout, self.training)
+        x = x + (gate1 * a if self.ada is not None else a)
+        y = self.norm2(x)
+        if self.ada is not None:
+            y = y * (1 + scale2) + shift2
+        m = F.dropout(self.mlp(y), self.dropout, self.training)
+        x = x + (gate2 * m if self.ada is not None else m)
+        return x, (k, v)
+
+
+class DiT(nn.Module):
+    """Token embedding -> DiT blocks -> final (adaLN-)LayerNorm -> linear or tied output layer."""
+
+    def __init__(self, cfg: DiTConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.input_size, cfg.hidden)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        self.time_embed = TimestepEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_blocks))
+        self.norm_out = nn.LayerNorm(cfg.hidden)
+        self.ada_out = None
+        if cfg.time_conditioning:
+            self.ada_out = nn.Linear(cfg.cond_dim, 2 * cfg.hidden)
+            nn.init.zeros_(self.ada_out.weight)
+            nn.init.zeros_(self.ada_out.bias)
+        self.out = None
+        if not cfg.tie_embeddings:
+            self.out = nn.Linear(cfg.hidden, cfg.output_size, bias=False)
+            nn.init.normal_(self.out.weight, std=0.02)
+
+    def hidden(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        causal: bool = False,
+        sigma: torch.Tensor | None = None,
+        past_kv: KVCache | None = None,
+    ) -> tuple[torch.Tensor, KVCache]:
+        """Final normalised hidden states [B, T, H] and the per-layer (k, v) including ``past_kv``.
+
+        tokens [B, T]; positions [T] or [B, T] (default: P..P+T-1 after P cached positions);
+        attn_mask: bool, broadcastable to [B, heads, T, P + T]; causal: lower-triangular mask instead
+        (only without past_kv); sigma: noise level [B] or [B, T], required iff time conditioning.
+        """
+        if (sigma is None) == (self.time_embed is not None):
+            raise ValueError(
+                "DiT: sigma must be given exactly when time_conditioning is on "
+                f"(time_conditioning={self.cfg.time_conditioning}, sigma given: {sigma is not None})"
+            )
+        if causal and (attn_mask is not None or past_kv is not None):
+            raise ValueError("DiT: causal=True cannot be combined with attn_mask or past_kv")
+        past_len = 0 if past_kv is None else past_kv[0][0].shape[2]
+        if positions is None:
+            positions = torch.arange(past_len, past_len + tokens.shape[1], device=tokens.device)
+        cos, sin = rotary_cos_sin(positions, self.cfg.hidden // self.cfg.n_heads, self.cfg.rotary_base)
+        cond = None if self.time_embed is None else self.time_embed(sigma)
+        x = self.embed(tokens)
+        new_kv: KVCache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, cos, sin, attn_mask, causal, cond, None if past_kv is None else past_kv[i])
+            new_kv.append(kv)
+        x = self.norm_out(x)
+        if self.ada_out is not None:
+            mod = self.ada_out(F.silu(cond))
+            if mod.dim() == 2:
+                mod = mod[:, None]
+            shift, scale = mod.chunk(2, dim=-1)
+            x = x * (1 + scale) + shift
+        return x, new_kv
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Output layer: h [..., H] -> logits [..., output_size] (tied: the first V embedding rows)."""
+        if self.out is not None:
+            return self.out(h)
+        return F.linear(h, self.embed.weight[: self.cfg.output_size])
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        causal: bool = False,
+        sigma: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits [B, T, output_size] for all positions (see ``hidden`` for the arguments)."""
+        return self.logits(self.hidden(tokens, positions, attn_mask, causal, sigma)[0])
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,180 @@
+"""MDLM: masked (absorbing-state) diffusion LM with the SUBS parameterisation.
+
+Forward process: every real token of x_0 is independently replaced by [MASK] (id V) with probability
+1 - alpha_t (``recipe.noise_schedule.LogLinearSchedule``).  SUBS parameterisation of the denoiser
+x_theta(x_t): the [MASK] logit is -inf (zero masking) and an unmasked position copies its input
+(carry-over unmasking), so only masked positions carry loss.  Continuous-time NELBO per sequence:
+
+    NELBO(x_0) = E_{t ~ U[beta, omega]} [ (1/t) * sum_{l: x_t^l = MASK} -log x_theta(x_t)_l[x_0^l] ],
+
+with antithetic t over the batch, t_i = beta + (omega - beta) ((u + i/B) mod 1), and [beta, omega]
+= ``noise_clip`` (default [eps, 1]).  Without time conditioning the denoiser does not see t (the
+masking rate is inferable); with it the backbone gets sigma(t) via adaLN.
+
+The loss only computes logits at masked positions (same value as gathering from the full SUBS
+output, at a fraction of the output-layer cost).  ``t`` is always shaped [B, n_blocks]; MDLM is the
+one-block case, BD3-LM (``recipe.block_diffusion``) overrides the block size and the denoiser.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from recipe.batch import check_batch, clean_padding, valid_mask
+from recipe.checkpoint_compat import CheckedLoadMixin
+from recipe.dit import DiT, DiTConfig
+from recipe.noise_schedule import LogLinearSchedule, antithetic_uniform, scale_to_range, uniform
+
+
+def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
+    """SUBS log-probabilities [..., V + 1] (float32) from logits [..., V] over the real vocabulary.
+
+    Masked positions: log_softmax over V and -inf for [MASK]; unmasked positions: 0 at the input
+    token and -inf elsewhere (carry-over), so they contribute log 1 = 0 to any likelihood.
+    """
+    logp = F.log_softmax(logits.float(), dim=-1)
+    logp = F.pad(logp, (0, 1), value=-torch.inf)
+    carry = torch.full_like(logp, -torch.inf).scatter(-1, xt[..., None], 0.0)
+    return torch.where((xt == mask_id)[..., None], logp, carry)
+
+
+class MDLM(CheckedLoadMixin):
+    """Masked diffusion LM over V ids plus [MASK] = V; the backbone has V + 1 input rows, V outputs."""
+
+    def __init__(
+        self,
+        backbone: DiTConfig,
+        vocab_size: int,
+        max_seq_len: int,
+        sampling_eps: float = 1e-3,
+        antithetic: bool = True,
+        eos_id: int | None = None,
+    ) -> None:
+        super().__init__()
+        if backbone.input_size != vocab_size + 1 or backbone.output_size != vocab_size:
+            raise ValueError(
+                f"{type(self).__name__}: backbone must have input_size=vocab_size+1={vocab_size + 1} and "
+                f"output_size=vocab_size={vocab_size}, got {backbone.input_size}/{backbone.output_size}"
+            )
+        if not 0.0 < sampling_eps < 1.0:
+            raise ValueError(f"{type(self).__name__}: sampling_eps must be in (0, 1), got {sampling_eps}")
+        if max_seq_len < 1:
+            raise ValueError(f"{type(self).__name__}: max_seq_len must be positive, got {max_seq_len}")
+        self.vocab_size = vocab_size
+        self.mask_id = vocab_size
+        self.eos_id = eos_id
+        self.max_seq_len = max_seq_len
+        self.schedule = LogLinearSchedule(sampling_eps)
+        self.antithetic = antithetic
+        self.time_conditioning = backbone.time_conditioning
+        self.backbone = DiT(backbone)
+        self.register_buffer("noise_clip", torch.tensor([sampling_eps, 1.0]))
+
+    def config_summary(self) -> str:
+        c = self.backbone.cfg
+        return (
+            f"config (kind={type(self).__name__.lower()}, vocab_size={self.vocab_size}, hidden={c.hidden}, "
+            f"n_blocks={c.n_blocks}, time_conditioning={c.time_conditioning})"
+        )
+
+    def set_noise_clip(self, low: float, high: float) -> None:
+        """Training draws t ~ U[low, high] (clipped schedule); checkpointed with the model."""
+        scale_to_range(torch.zeros(1), low, high)
+        self.noise_clip.copy_(torch.tensor([low, high]))
+
+    def block_len(self, seq_len: int) -> int:
+        """Tokens per diffusion block: the whole sequence for MDLM."""
+        return seq_len
+
+    def num_blocks(self, seq_len: int) -> int:
+        return -(-seq_len // self.block_len(seq_len))
+
+    def expand_t(self, t: torch.Tensor, seq_len: int) -> torch.Tensor:
+        """Per-block times [B, n_blocks] -> per-position times [B, seq_len]."""
+        return t.repeat_interleave(self.block_len(seq_len), dim=1)[:, :seq_len]
+
+    def draw_t(
+        self,
+        batch: int,
+        n_blocks: int,
+        generator: torch.Generator | None,
+        device: torch.device,
+        low: float,
+        high: float,
+    ) -> torch.Tensor:
+        """t [batch, n_blocks] ~ U[low, high], antithetic over all batch * n_blocks draws if enabled."""
+        n = batch * n_blocks
+        u = antithetic_uniform(n, generator, device) if self.antithetic else uniform((n,), generator, device)
+        return scale_to_range(u.view(batch, n_blocks), low, high)
+
+    def draw_mask(
+        self,
+        t: torch.Tensor,
+        lengths: torch.Tensor,
+        seq_len: int,
+        generator: torch.Generator | None,
+        clip: tuple[float, float],
+    ) -> torch.Tensor:
+        """Bool [B, T]: real token l is masked iff u_l < 1 - alpha_{t(l)}, u_l ~ U[0, 1).
+
+        ``clip`` is the range t was drawn from (used by BD3-LM's resampling, ignored here).
+        """
+        del clip
+        u = uniform((t.shape[0], seq_len), generator, t.device)
+        return (u < self.schedule.move_chance(self.expand_t(t, seq_len))) & valid_mask(lengths, seq_len)
+
+    def _states(
+        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Backbone states [B, T, H] of x_t; bidirectional attention over the real tokens only.
+
+        x0 is not read by MDLM (BD3-LM reads the clean blocks before each block from it)."""
+        del x0
+        valid = valid_mask(lengths, xt.shape[1])
+        attn = None if bool(valid.all()) else valid[:, None, None, :]
+        sigma = None if sigma_pos is None else sigma_pos[:, 0]
+        return self.backbone.hidden(xt, attn_mask=attn, sigma=sigma)[0]
+
+    def masked_nll(
+        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+    ) -> torch.Tensor:
+        """-log x_theta(x_t)_l[x0_l] (float32 [B, T]) at masked real positions, 0 elsewhere (SUBS).
+
+        sigma_pos [B, T]: noise level per position, given iff time conditioning is on."""
+        h = self._states(x0, lengths, xt, sigma_pos)
+        masked = (xt == self.mask_id) & valid_mask(lengths, xt.shape[1])
+        logits = self.backbone.logits(h[masked]).float()
+        nll = torch.zeros(xt.shape, dtype=torch.float32, device=xt.device)
+        nll[masked] = -torch.gather(F.log_softmax(logits, dim=-1), -1, x0[masked][:, None])[:, 0]
+        return nll
+
+    def denoiser_log_probs(
+        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Full SUBS output log x_theta(x_t) [B, T, V + 1] (float32) at every position.
+
+        For MDLM x0 is unused (pass xt); for BD3-LM it supplies the clean blocks before each block."""
+        logits = self.backbone.logits(self._states(x0, lengths, xt, sigma_pos))
+        return subs_log_probs(logits, xt, self.mask_id)
+
+    def nelbo_terms(
+        self, x0: torch.Tensor, lengths: torch.Tensor, t: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-position NELBO terms (1/t) * CE at masked positions, float32 [B, T], for given t and mask."""
+        t_pos = self.expand_t(t, x0.shape[1])
+        xt = torch.where(mask, self.mask_id, x0)
+        sigma_pos = self.schedule.sigma(t_pos) if self.time_conditioning else None
+        return self.schedule.loss_weight(t_pos) * self.masked_nll(x0, lengths, xt, sigma_pos)
+
+    def loss(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(NELBO summed over the batch with one t draw per sequence/block, number of tokens)."""
+        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len)
+        x0 = clean_padding(tokens, lengths, 0)
+        batch, seq_len = x0.shape
+        low, high = self.noise_clip.tolist()
+        t = self.draw_t(batch, self.num_blocks(seq_len), generator, x0.device, low, high)
+        mask = self.draw_mask(t, lengths, seq_len, generator, (low, high))
+        return self.nelbo_terms(x0, lengths, t, mask).sum(), lengths.sum()

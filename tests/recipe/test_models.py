@@ -1,0 +1,195 @@
+"""Backbone, model building, checkpoint checks, EMA and overfitting of a tiny model of every kind."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recipe.ar_lm import ARLM
+from recipe.dit import DiT, DiTConfig, count_parameters
+from recipe.ema import ExponentialMovingAverage
+from recipe.lm_models import build_model, load_checkpoint, loss
+
+
+def _cfg(spm_data, kind: str, **extra) -> dict:
+    cfg = {
+        "kind": kind,
+        "vocab_size": spm_data.vocab_size,
+        "eos_id": spm_data.eos_id,
+        "max_seq_len": 32,
+        "preset": "tiny",
+        "dropout": 0.0,
+    }
+    if kind == "bd3lm":
+        cfg["block_size"] = 4
+    return {**cfg, **extra}
+
+
+def test_tiny_preset_size_and_small_preset_dims() -> None:
+    tiny = DiT(DiTConfig(input_size=1001, output_size=1000, hidden=64, n_blocks=2, n_heads=4, cond_dim=32))
+    assert 100_000 < count_parameters(tiny) < 1_000_000
+    cfg = build_model({"kind": "mdlm", "vocab_size": 100, "eos_id": 0, "max_seq_len": 8}).backbone.cfg
+    assert (cfg.hidden, cfg.n_blocks, cfg.n_heads, cfg.cond_dim) == (768, 12, 12, 128)
+
+
+def test_causal_attention_and_kv_cache() -> None:
+    torch.manual_seed(0)
+    net = DiT(DiTConfig(input_size=20, output_size=20, hidden=32, n_blocks=2, n_heads=4, dropout=0.0)).eval()
+    x = torch.randint(0, 20, (2, 9))
+    with torch.no_grad():
+        full = net(x, causal=True)
+        y = x.clone()
+        y[:, 6:] = (y[:, 6:] + 1) % 20
+        assert torch.allclose(net(y, causal=True)[:, :6], full[:, :6], atol=1e-6)
+        _, past = net.hidden(x[:, :5], causal=True)
+        h_new, _ = net.hidden(x[:, 5:], attn_mask=torch.ones(4, 9, dtype=torch.bool).tril(5), past_kv=past)
+        assert torch.allclose(net.logits(h_new), full[:, 5:], atol=1e-5)
+
+
+def test_time_conditioning_and_tied_embeddings() -> None:
+    torch.manual_seed(0)
+    cfg = DiTConfig(
+        input_size=21,
+        output_size=20,
+        hidden=32,
+        n_blocks=1,
+        n_heads=4,
+        cond_dim=16,
+        dropout=0.0,
+        time_conditioning=True,
+        tie_embeddings=True,
+    )
+    net = DiT(cfg).eval()
+    assert net.out is None
+    x = torch.randint(0, 21, (2, 6))
+    with torch.no_grad():
+        a = net(x, sigma=torch.tensor([0.1, 3.0]))
+        b = net(x, sigma=torch.tensor([2.0, 0.5]))
+        assert torch.allclose(a, b), "adaLN is zero-initialised: sigma has no effect at init"
+        for name, p in net.named_parameters():
+            if "ada" in name:
+                p.normal_(0, 0.2)
+        a = net(x, sigma=torch.tensor([0.1, 3.0]))
+        b = net(x, sigma=torch.tensor([2.0, 0.5]))
+        assert not torch.allclose(a, b, atol=1e-3)
+        per_pos = net(x, sigma=torch.tensor([0.1, 3.0])[:, None].expand(2, 6))
+        assert torch.allclose(per_pos, a, atol=1e-5)
+        h, _ = net.hidden(x, sigma=torch.tensor([0.1, 3.0]))
+        assert torch.allclose(a, h @ net.embed.weight[:20].T, atol=1e-5)
+    with pytest.raises(ValueError, match="sigma"):
+        net(x)
+
+
+@pytest.mark.parametrize("kind", ["ar", "mdlm", "bd3lm"])
+def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
+    """Loss on fixed evaluation noise halves within 150 steps on 4 sentences (x4 copies per batch:
+    MDLM's 1/t-weighted loss is too noisy to memorise from 4 rows at a time)."""
+    torch.manual_seed(0)
+    model = build_model(_cfg(spm_data, kind))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    tokens, lengths = spm_data.batch([0, 1, 2, 3])
+    tokens, lengths = tokens.repeat(4, 1), lengths.repeat(4)
+
+    def evaluate() -> float:
+        model.eval()
+        with torch.no_grad():
+            total, count = loss(model, tokens, lengths, torch.Generator().manual_seed(123))
+        model.train()
+        return total.item() / count.item()
+
+    before = evaluate()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        total, count = loss(model, tokens, lengths, gen)
+        opt.zero_grad()
+        (total / count).backward()
+        opt.step()
+    after = evaluate()
+    assert before > 3.5
+    assert after < 0.5 * before, (kind, before, after)
+
+
+def test_build_model_rejects_bad_configs(spm_data) -> None:
+    with pytest.raises(ValueError, match="unknown keys"):
+        build_model(_cfg(spm_data, "ar", block_size=4))
+    with pytest.raises(ValueError, match="kind"):
+        build_model(_cfg(spm_data, "gpt"))
+    with pytest.raises(ValueError, match="block_size"):
+        build_model({k: v for k, v in _cfg(spm_data, "bd3lm").items() if k != "block_size"})
+    with pytest.raises(ValueError, match="preset"):
+        build_model(_cfg(spm_data, "mdlm", preset="huge"))
+
+
+def test_batch_contract_errors(spm_data) -> None:
+    model = build_model(_cfg(spm_data, "mdlm"))
+    tokens, lengths = spm_data.batch([0, 1])
+    with pytest.raises(ValueError, match="lengths"):
+        loss(model, tokens, lengths + 100)
+    bad = tokens.clone()
+    bad[0, 0] = spm_data.vocab_size
+    with pytest.raises(ValueError, match="vocab_size"):
+        loss(model, bad, lengths)
+    long = torch.zeros(2, 40, dtype=torch.long)
+    with pytest.raises(ValueError, match="max_seq_len"):
+        loss(model, long, torch.tensor([40, 3]))
+
+
+def test_checkpoint_config_mismatch_names_both(spm_data, tmp_path) -> None:
+    model = build_model(_cfg(spm_data, "bd3lm"))
+    path = tmp_path / "epoch.001.pt"
+    torch.save({"model": model.state_dict(), "epoch": 1}, path)
+    with pytest.raises(ValueError, match="epoch.001.pt") as err:
+        load_checkpoint(_cfg(spm_data, "bd3lm", vocab_size=70), path)
+    assert "61" in str(err.value) and "71" in str(err.value) and "vocab_size=70" in str(err.value)
+    with pytest.raises(ValueError, match=r"n_blocks=2 \(checkpoint\) vs 1 \(config\)"):
+        load_checkpoint(_cfg(spm_data, "bd3lm", n_blocks=1), path)
+    deeper = build_model(_cfg(spm_data, "bd3lm", n_blocks=3))
+    with pytest.raises(ValueError, match=r"n_blocks=3 \(checkpoint\) vs 2 \(config\)"):
+        build_model(_cfg(spm_data, "bd3lm")).load_state_dict(deeper.state_dict(), strict=False)
+
+
+def test_mdlm_checkpoint_initialises_bd3lm(spm_data, tmp_path) -> None:
+    mdlm = build_model(_cfg(spm_data, "mdlm", ema_decay=0.9))
+    path = tmp_path / "mdlm.pt"
+    torch.save({"model": mdlm.state_dict()}, path)
+    bd3 = load_checkpoint(_cfg(spm_data, "bd3lm", ema_decay=0.9), path, use_ema=False)
+    for key, value in mdlm.state_dict().items():
+        assert torch.equal(bd3.state_dict()[key], value), key
+
+
+def test_ema_math_state_dict_and_use_in_loading(spm_data, tmp_path) -> None:
+    torch.manual_seed(0)
+    model = build_model(_cfg(spm_data, "ar", ema_decay=0.5))
+    assert isinstance(model, ARLM) and isinstance(model.ema, ExponentialMovingAverage)
+    w = model.backbone.embed.weight
+    w0 = w.detach().clone()
+    with torch.no_grad():
+        w.add_(1.0)
+    model.ema.update(model)
+    decay = min(0.5, 2 / 11)
+    shadow = model.ema.shadow__backbone__embed__weight
+    assert torch.allclose(shadow, decay * w0 + (1 - decay) * (w0 + 1.0))
+    with model.ema.averaged(model):
+        assert torch.allclose(model.backbone.embed.weight, shadow)
+    assert torch.allclose(model.backbone.embed.weight, w0 + 1.0)
+    assert "ema.shadow__backbone__embed__weight" in model.state_dict()
+    assert not any(n.startswith("ema.") for n, _ in model.named_parameters())
+    path = tmp_path / "ar.pt"
+    torch.save({"model": model.state_dict()}, path)
+    loaded = load_checkpoint(_cfg(spm_data, "ar"), path, use_ema=True)
+    assert torch.allclose(loaded.backbone.embed.weight, shadow)
+    raw = load_checkpoint(_cfg(spm_data, "ar"), path, use_ema=False)
+    assert torch.allclose(raw.backbone.embed.weight, w0 + 1.0)
+
+
+@pytest.mark.parametrize("kind", ["ar", "mdlm", "bd3lm"])
+def test_losses_are_float32_under_bf16_autocast(spm_data, kind: str) -> None:
+    model = build_model(
+        _cfg(spm_data, kind, time_conditioning=kind != "ar") if kind != "ar" else _cfg(spm_data, kind)
+    )
+    tokens, lengths = spm_data.batch([0, 1, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total, count = loss(model, tokens, lengths, torch.Generator().manual_seed(0))
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+    total.backward()
+    assert int(count) == int(lengths.sum())

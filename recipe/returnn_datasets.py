@@ -18,7 +18,7 @@ PathLike = str | os.PathLike
 
 def spm_vocab(spm_model: PathLike, *, add_eos: bool = True) -> dict[str, Any]:
     """RETURNN vocabulary options for a SentencePiece model (``Vocabulary.create_vocab`` kwargs)."""
-    return {"class": "SentencePieces", "model_file": os.fspath(spm_model), "add_eos": add_eos}
+    return {"class": "SentencePieces", "model_file": spm_model, "add_eos": add_eos}
 
 
 def lm_train_dataset(
@@ -30,7 +30,7 @@ def lm_train_dataset(
     """
     return {
         "class": "LmDataset",
-        "corpus_file": os.fspath(text_file),
+        "corpus_file": text_file,
         "orth_vocab": spm_vocab(spm_model),
         "seq_end_symbol": None,
         "unknown_symbol": None,
@@ -62,7 +62,7 @@ def text_ogg_zip_dev_dataset(
     """
     ogg_zip_opts: dict[str, Any] = {
         "class": "OggZipDataset",
-        "path": os.fspath(ogg_zip),
+        "path": ogg_zip,
         "resolve_symlink_for_name": True,  # member name from the real file, not e.g. output/dev.ogg.zip
         "audio": None,
         "targets": spm_vocab(spm_model),

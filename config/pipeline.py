@@ -1,0 +1,102 @@
+"""Building blocks for experiment configs: the RETURNN config of an LM training and helpers that
+create the training jobs. ``config/exp.py`` composes these into the default experiment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobs.returnn import PtCheckpoint, ReturnnConfig, ReturnnTrainingJob
+from sisyphus import tk
+
+# The RETURNN config imports the training functions from the project's recipe/. The import line
+# is hashed, not the location of the project, so the hashes do not depend on where it lives.
+RETURNN_EPILOG = """
+import os, sys
+sys.path.insert(0, {project_root!r})
+from recipe.returnn_lm import get_model, train_step
+
+
+def dynamic_learning_rate(*, global_train_step, learning_rate, **_):
+    return learning_rate * min(1.0, (global_train_step + 1) / max(1, warmup_steps))
+"""
+RETURNN_EPILOG_HASH = "from recipe.returnn_lm import get_model, train_step; linear warmup v1"
+
+
+def project_root() -> str:
+    import os
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def lm_returnn_config(
+    lm_config: dict[str, Any],
+    *,
+    train_dataset: dict[str, Any],
+    dev_dataset: dict[str, Any],
+    learning_rate: float = 3e-4,
+    warmup_steps: int = 2500,
+    batch_size: int = 4000,
+    max_seqs: int = 64,
+    weight_decay: float = 0.0,
+    grad_clip: float = 1.0,
+    preload_checkpoint: PtCheckpoint | tk.Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ReturnnConfig:
+    """RETURNN config for training ``lm_config`` (see ``recipe.lm_models``) with Adam(W) at a
+    constant learning rate after a linear warmup (the MDLM/BD3-LM recipe). ``batch_size`` counts
+    tokens; sequences longer than ``lm_config["max_seq_len"]`` are left out of training.
+    ``preload_checkpoint`` initialises the weights from another training (BD3-LM from MDLM)."""
+    config: dict[str, Any] = {
+        "backend": "torch",
+        "lm_config": lm_config,
+        "extern_data": {"data": {"dim": lm_config["vocab_size"], "sparse": True, "dtype": "int32"}},
+        "train": train_dataset,
+        "dev": dev_dataset,
+        "batch_size": batch_size,
+        "max_seqs": max_seqs,
+        "max_seq_length": {"data": lm_config["max_seq_len"]},
+        "optimizer": {"class": "adamw", "epsilon": 1e-8, "betas": (0.9, 0.999), "weight_decay": weight_decay},
+        "learning_rate": learning_rate,
+        "warmup_steps": warmup_steps,
+        "learning_rate_control": "constant",
+        "gradient_clip_global_norm": grad_clip,
+        "calculate_exp_loss": True,
+        "torch_log_memory_usage": False,
+    }
+    if preload_checkpoint is not None:
+        path = preload_checkpoint.path if isinstance(preload_checkpoint, PtCheckpoint) else preload_checkpoint
+        config["preload_from_files"] = {
+            "init": {"filename": path, "init_for_train": True, "ignore_missing": False},
+        }
+    config.update(extra or {})
+    return ReturnnConfig(
+        config,
+        post_config={"cleanup_old_models": False, "stop_on_nonfinite_train_score": True},
+        python_epilog=RETURNN_EPILOG.format(project_root=project_root()),
+        python_epilog_hash=RETURNN_EPILOG_HASH,
+    )
+
+
+def train_lm(
+    alias: str,
+    returnn_config: ReturnnConfig,
+    *,
+    num_epochs: int,
+    cpu_rqmt: int = 2,
+    mem_rqmt: float = 4,
+    time_rqmt: float = 4,
+    **kwargs: Any,
+) -> ReturnnTrainingJob:
+    """A ``ReturnnTrainingJob`` named ``alias`` whose learning-rate file and plots go to ``output/``."""
+    job = ReturnnTrainingJob(
+        returnn_config,
+        num_epochs=num_epochs,
+        cpu_rqmt=cpu_rqmt,
+        mem_rqmt=mem_rqmt,
+        time_rqmt=time_rqmt,
+        **kwargs,
+    )
+    job.add_alias(alias)
+    tk.register_output(f"{alias}/learning_rates", job.out_learning_rates)
+    tk.register_output(f"{alias}/scores.png", job.out_plot_se)
+    return job

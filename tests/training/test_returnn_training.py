@@ -1,0 +1,113 @@
+"""Training through real RETURNN: checkpoints, dev scores, reload, and BD3-LM finetuning from MDLM."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from config.pipeline import lm_returnn_config
+from jobs.returnn import GetBestPtCheckpointJob, ReturnnTrainingJob
+from recipe import lm_models
+from recipe.learning_rates import read_learning_rates
+from recipe.returnn_datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from sisyphus import tk
+
+TINY = {"preset": "tiny", "dropout": 0.0, "max_seq_len": 16}
+
+
+def _lm_config(data, kind: str, **extra) -> dict:
+    return {"kind": kind, "vocab_size": data.vocab_size, "eos_id": data.eos_id, **TINY, **extra}
+
+
+def _returnn_config(data, lm_config: dict, **kwargs):
+    return lm_returnn_config(
+        lm_config,
+        train_dataset=lm_train_dataset(
+            tk.Path(str(data.train_text)), tk.Path(str(data.spm_model)), partition_epoch=2
+        ),
+        dev_dataset=text_ogg_zip_dev_dataset(tk.Path(str(data.dev_ogg_zip)), tk.Path(str(data.spm_model))),
+        learning_rate=3e-3,
+        warmup_steps=5,
+        batch_size=400,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+def test_mdlm_training_then_bd3lm_finetuning(fresh_graph, tiny_lm_data):
+    mdlm_config = _lm_config(tiny_lm_data, "mdlm")
+    job = ReturnnTrainingJob(
+        _returnn_config(tiny_lm_data, mdlm_config), num_epochs=2, device="cpu", cpu_rqmt=1
+    )
+    tk.run_job(job)
+    assert sorted(job.out_checkpoints) == [1, 2]
+    for ckpt in job.out_checkpoints.values():
+        assert ckpt.exists()
+        model = lm_models.load_checkpoint(mdlm_config, ckpt)  # reloads into the same architecture
+        assert isinstance(model, torch.nn.Module)
+    epochs = read_learning_rates(job.out_learning_rates.get_path())
+    assert sorted(epochs) == [1, 2]
+    dev = [epochs[e]["error"]["dev_loss_nelbo"] for e in (1, 2)]
+    assert all(0 < v < 10 for v in dev)
+    assert os.path.exists(job.out_plot_se.get_path()) and os.path.getsize(job.out_plot_se.get_path()) > 1000
+
+    best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
+    tk.run_job(best)
+    assert best.out_epoch.get() in (1, 2) and best.out_checkpoint.exists()
+
+    # BD3-LM (L'=4) initialised from the MDLM checkpoint
+    bd3_config = _lm_config(tiny_lm_data, "bd3lm", block_size=4)
+    finetune = ReturnnTrainingJob(
+        _returnn_config(tiny_lm_data, bd3_config, preload_checkpoint=best.out_checkpoint),
+        num_epochs=1,
+        device="cpu",
+        cpu_rqmt=1,
+    )
+    tk.run_job(finetune)
+    log = open(os.path.join(finetune._sis_path("work", abspath=True), "returnn.log")).read()
+    assert "Pre-load weights for key 'init'" in log and "checkpoint.pt" in log
+    assert finetune.out_checkpoints[1].exists()
+    first_dev = read_learning_rates(finetune.out_learning_rates.get_path())[1]["error"]["dev_loss_nelbo"]
+    assert first_dev < 10
+
+
+def test_mismatching_preload_is_a_clear_error(fresh_graph, tiny_lm_data, tmp_path):
+    """A checkpoint of another size fails before training starts, naming the file."""
+    other = lm_models.build_model(_lm_config(tiny_lm_data, "mdlm", hidden=48, n_heads=2))
+    bad = tmp_path / "other.pt"
+    torch.save({"model": other.state_dict(), "epoch": 1}, bad)
+    job = ReturnnTrainingJob(
+        _returnn_config(
+            tiny_lm_data,
+            _lm_config(tiny_lm_data, "bd3lm", block_size=4),
+            preload_checkpoint=tk.Path(str(bad)),
+        ),
+        num_epochs=1,
+        device="cpu",
+        cpu_rqmt=1,
+    )
+    with pytest.raises(RuntimeError) as e:
+        tk.run_job(job)
+    assert (
+        "other.pt" in str(e.value)
+        or "other.pt" in open(os.path.join(job._sis_path("work", abspath=True), "returnn.log")).read()
+    )
+    assert not job.out_checkpoints[1].exists()
+
+
+def test_training_job_hash_ignores_epochs_and_rqmt(fresh_graph, tiny_lm_data):
+    cfg = _returnn_config(tiny_lm_data, _lm_config(tiny_lm_data, "ar"))
+    a = ReturnnTrainingJob(cfg, num_epochs=2)
+    b = ReturnnTrainingJob(cfg, num_epochs=5, cpu_rqmt=1, mem_rqmt=8)
+    c = ReturnnTrainingJob(
+        _returnn_config(tiny_lm_data, _lm_config(tiny_lm_data, "ar", hidden=64)), num_epochs=2
+    )
+    assert a._sis_id() == b._sis_id() != c._sis_id()
+    # inputs are part of the graph: the SentencePiece model and the data files
+    assert {os.path.basename(p.get_path()) for p in a._sis_inputs} >= {
+        "spm.model",
+        "train.txt",
+        "dev.ogg.zip",
+    }

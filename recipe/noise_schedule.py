@@ -69,13 +69,23 @@ def antithetic_uniform(
 
 
 def stratified_uniform(
-    shape: tuple[int, ...], generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    shape: tuple[int, ...],
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    shuffle: bool = False,
 ) -> torch.Tensor:
-    """Stratified draws along the first dimension K: u[k, ...] = (k + v[k, ...]) / K, v ~ U[0, 1)."""
+    """Stratified draws along the first dimension K: u[k, ...] = (s_k + v[k, ...]) / K, v ~ U[0, 1).
+
+    s_k = k, or with ``shuffle`` an independent random permutation of 0..K-1 for every trailing index
+    (a Latin hypercube over the K samples); either way every u[k, ...] is marginally U[0, 1).
+    """
     k = shape[0]
     v = _uniform(shape, generator, torch.device(device))
-    offset = torch.arange(k, device=v.device, dtype=v.dtype).view(k, *([1] * (len(shape) - 1)))
-    return (offset + v) / k
+    if shuffle:
+        strata = torch.argsort(_uniform(shape, generator, torch.device(device)), dim=0).to(v.dtype)
+    else:
+        strata = torch.arange(k, device=v.device, dtype=v.dtype).view(k, *([1] * (len(shape) - 1)))
+    return (strata + v) / k
 
 
 def uniform(

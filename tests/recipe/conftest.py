@@ -72,3 +72,39 @@ def spm_data() -> SpmData:
 @pytest.fixture(autouse=True)
 def _single_thread() -> None:
     torch.set_num_threads(1)
+
+
+def train_tiny(spm_data: SpmData, kind: str, steps: int = 100, **extra) -> torch.nn.Module:
+    """A tiny model of ``kind`` trained on all SENTENCES (deterministic), returned in eval mode."""
+    from recipe.lm_models import build_model, loss
+
+    torch.manual_seed(0)
+    cfg = {
+        "kind": kind,
+        "vocab_size": spm_data.vocab_size,
+        "eos_id": spm_data.eos_id,
+        "max_seq_len": 32,
+        "preset": "tiny",
+        "dropout": 0.0,
+    }
+    model = build_model({**cfg, **extra})
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    rows = list(range(len(SENTENCES)))
+    for _ in range(steps):
+        total, count = loss(model, *spm_data.batch(rows), gen)
+        opt.zero_grad()
+        (total / count).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained(spm_data: SpmData) -> dict[str, torch.nn.Module]:
+    """Tiny AR, MDLM and BD3-LM (L' = 4) models trained for a few seconds on the test sentences."""
+    torch.set_num_threads(1)
+    return {
+        "ar": train_tiny(spm_data, "ar"),
+        "mdlm": train_tiny(spm_data, "mdlm"),
+        "bd3lm": train_tiny(spm_data, "bd3lm", block_size=4),
+    }

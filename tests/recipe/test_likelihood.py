@@ -1,0 +1,191 @@
+"""Sequence scores: exact AR likelihood, the L' = 1 identity, the bound, agreement and variance reduction."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from recipe.block_diffusion import BD3LM
+from recipe.likelihood import conditioned_block_mask, nelbo_samples, sequence_log_likelihood
+from recipe.lm_models import build_model
+
+
+def _model(kind: str, vocab: int, eos: int, sharpen: float = 0.0, **extra):
+    torch.manual_seed(0)
+    cfg = {
+        "kind": kind,
+        "vocab_size": vocab,
+        "eos_id": eos,
+        "max_seq_len": 32,
+        "preset": "tiny",
+        "dropout": 0.0,
+    }
+    model = build_model({**cfg, **extra})
+    if sharpen:
+        with torch.no_grad():
+            model.backbone.out.weight.normal_(0.0, sharpen, generator=torch.Generator().manual_seed(1))
+    return model.eval()
+
+
+def _all_sequences(vocab: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = torch.tensor(list(itertools.product(range(vocab), repeat=length)))
+    return tokens, torch.full((tokens.shape[0],), length)
+
+
+def test_conditioned_mask_has_the_conditional_bernoulli_law() -> None:
+    rows, n, p = 40000, 3, 0.3
+    g = torch.Generator().manual_seed(0)
+    u, v = torch.rand(rows, 4, generator=g), torch.rand(rows, 1, generator=g)
+    mask = conditioned_block_mask(u, v, torch.full((rows, 1), p), torch.full((rows, 1), n), 4)
+    assert not bool(mask[:, 3].any()), "positions beyond the real tokens stay unmasked"
+    assert bool(mask[:, :3].any(dim=1).all()), "never empty"
+    q = 1 - p
+    for pattern in itertools.product([0, 1], repeat=n):
+        k = sum(pattern)
+        if k == 0:
+            continue
+        want = p**k * q ** (n - k) / (1 - q**n)
+        got = (mask[:, :3] == torch.tensor(pattern, dtype=torch.bool)).all(dim=1).float().mean().item()
+        assert got == pytest.approx(want, abs=0.01), pattern
+    empty = conditioned_block_mask(u[:5], v[:5], torch.full((5, 1), 0.9), torch.zeros(5, 1), 4)
+    assert not bool(empty.any())
+    full = conditioned_block_mask(u[:5], v[:5], torch.ones(5, 1), torch.full((5, 1), 3), 4)
+    assert bool(full[:, :3].all())
+
+
+@pytest.mark.parametrize(("eps_min", "eps_max"), [(1e-3, 1.0), (0.3, 0.6)])
+def test_block_size_one_gives_the_exact_autoregressive_likelihood(spm_data, eps_min, eps_max) -> None:
+    """L' = 1: each block is one token; its NELBO (1 - (1 - t)) / t * CE = CE for every t, so the estimate
+    is the exact sum of log p(x_l | x_<l) of the same model (fully masked block given the clean prefix)."""
+    model = _model("bd3lm", spm_data.vocab_size, spm_data.eos_id, sharpen=1.0, block_size=1)
+    assert isinstance(model, BD3LM)
+    tokens, lengths = spm_data.batch([0, 1, 2, 3, 4])
+    x0 = tokens.masked_fill(tokens < 0, 0)
+    valid = torch.arange(x0.shape[1])[None] < lengths[:, None]
+    with torch.no_grad():
+        exact = -model.masked_nll(x0, lengths, torch.where(valid, model.mask_id, x0), None).double().sum(1)
+    for seed, k, shared in [(0, 1, False), (1, 3, True), (2, 5, False)]:
+        got = sequence_log_likelihood(
+            model,
+            tokens,
+            lengths,
+            num_samples=k,
+            eps_min=eps_min,
+            eps_max=eps_max,
+            shared_noise=shared,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        assert torch.allclose(got, exact, rtol=1e-6, atol=1e-4), (got, exact)
+    assert bool((exact < -10).all())
+
+
+def test_ar_score_is_a_normalised_exact_likelihood() -> None:
+    model = _model("ar", 5, 0, sharpen=1.0)
+    tokens, lengths = _all_sequences(5, 3)
+    scores = sequence_log_likelihood(model, tokens, lengths)
+    assert scores.dtype == torch.float64
+    assert scores.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert scores.max() - scores.min() > 1.0
+
+
+def test_diffusion_score_is_a_lower_bound() -> None:
+    """Over all x in V^n the model's p sums to 1, so sum exp(-NELBO) <= 1; the L' = 1 BD3-LM is tight."""
+    tokens, lengths = _all_sequences(5, 3)
+    mdlm = _model("mdlm", 5, 0, sharpen=1.0)
+    scores = sequence_log_likelihood(
+        mdlm, tokens, lengths, num_samples=64, generator=torch.Generator().manual_seed(0)
+    )
+    total = scores.exp().sum().item()
+    assert 0.3 < total < 1.0
+    ar_like = _model("bd3lm", 5, 0, sharpen=1.0, block_size=1)
+    tight = sequence_log_likelihood(ar_like, tokens, lengths, num_samples=1)
+    assert tight.exp().sum().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_estimate_is_unbiased_against_the_training_nelbo(spm_data) -> None:
+    model = _model("bd3lm", spm_data.vocab_size, spm_data.eos_id, sharpen=0.5, block_size=4)
+    tokens, lengths = spm_data.batch([0])
+    x0 = tokens
+    reps = 400
+    samples = nelbo_samples(
+        model, tokens, lengths, num_samples=reps, generator=torch.Generator().manual_seed(0)
+    )
+    g = torch.Generator().manual_seed(1)
+    rows, rows_len = x0.repeat(reps, 1), lengths.repeat(reps)
+    t = model.draw_t(reps, model.num_blocks(x0.shape[1]), g, torch.device("cpu"), 1e-3, 1.0)
+    with torch.no_grad():
+        naive = model.nelbo_terms(
+            rows, rows_len, t, model.draw_mask(t, rows_len, x0.shape[1], g, (1e-3, 1.0))
+        )
+    naive = naive.double().sum(1)
+    se = (samples.var() / reps + naive.var() / reps).sqrt().item()
+    assert abs(samples.mean().item() - naive.mean().item()) < 4 * se + 2e-3 * naive.mean().item()
+    assert samples.var().item() < naive.var().item()
+
+
+def test_two_seeds_agree(spm_data, trained) -> None:
+    model = trained["mdlm"]
+    tokens, lengths = spm_data.batch([0, 1, 2])
+    a = nelbo_samples(model, tokens, lengths, num_samples=256, generator=torch.Generator().manual_seed(0))
+    b = nelbo_samples(model, tokens, lengths, num_samples=256, generator=torch.Generator().manual_seed(1))
+    se = ((a.var(1) + b.var(1)) / 256).sqrt()
+    assert bool(((a.mean(1) - b.mean(1)).abs() < 4 * se).all())
+    assert bool(((a.mean(1) - b.mean(1)).abs() < 0.1 * a.mean(1)).all())
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["mdlm", "bd3lm"])
+def test_shared_noise_reduces_variance_of_score_differences(spm_data, trained, kind: str) -> None:
+    """Two n-best-like hypotheses (one token apart): with shared noise their score difference is much
+    less noisy than with independent noise."""
+    tokens, lengths = spm_data.batch([1, 1])
+    tokens[1, 5] = (tokens[1, 5] + 1) % spm_data.vocab_size
+    variances = {}
+    for shared in (False, True):
+        diffs = []
+        for seed in range(40):
+            scores = sequence_log_likelihood(
+                trained[kind],
+                tokens,
+                lengths,
+                num_samples=4,
+                shared_noise=shared,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            diffs.append((scores[0] - scores[1]).item())
+        variances[shared] = torch.tensor(diffs).var().item()
+    assert variances[True] < 0.25 * variances[False], variances
+
+
+def test_stratification_reduces_variance_of_scores(spm_data, trained) -> None:
+    tokens, lengths = spm_data.batch([1, 4])
+    variances = {}
+    for stratified in (False, True):
+        scores = torch.stack(
+            [
+                sequence_log_likelihood(
+                    trained["bd3lm"],
+                    tokens,
+                    lengths,
+                    num_samples=16,
+                    stratified=stratified,
+                    generator=torch.Generator().manual_seed(seed),
+                )
+                for seed in range(60)
+            ]
+        )
+        variances[stratified] = scores.var(0).sum().item()
+    assert variances[True] < 0.85 * variances[False], variances
+
+
+def test_bad_arguments(spm_data) -> None:
+    model = _model("mdlm", spm_data.vocab_size, spm_data.eos_id)
+    tokens, lengths = spm_data.batch([0, 1])
+    with pytest.raises(ValueError, match="eps_min"):
+        nelbo_samples(model, tokens, lengths, eps_min=0.0)
+    with pytest.raises(ValueError, match="num_samples"):
+        nelbo_samples(model, tokens, lengths, num_samples=0)
+    with pytest.raises(ValueError, match="groups"):
+        nelbo_samples(model, tokens, lengths, groups=torch.zeros(3, dtype=torch.long))

@@ -23,7 +23,10 @@ from sisyphus.hash import sis_hash_helper
 
 
 def _instanciate_paths(obj: Any) -> Any:
-    """A copy of ``obj`` with every ``tk.Path`` replaced by its absolute path string."""
+    """A copy of ``obj`` with every ``tk.Variable`` replaced by its value and every ``tk.Path`` by its
+    absolute path string (used when the config file is written, i.e. once all inputs exist)."""
+    if isinstance(obj, tk.Variable):
+        return obj.get()
     if isinstance(obj, tk.Path):
         return obj.get_path()
     if isinstance(obj, PtCheckpoint):
@@ -125,6 +128,11 @@ class ReturnnConfig:
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.write(self.serialize())
         os.replace(path + ".tmp", path)
+
+
+def returnn_python(explicit: str | tk.Path | None = None) -> str:
+    """The Python that runs RETURNN: explicit, else ``gs.RETURNN_PYTHON_EXE``, else this interpreter."""
+    return os.fspath(explicit or getattr(gs, "RETURNN_PYTHON_EXE", None) or sys.executable)
 
 
 def _resolve_device(device: str) -> str:
@@ -246,8 +254,7 @@ class ReturnnTrainingJob(Job):
         )
 
     def returnn_command(self) -> list[str]:
-        python = self.returnn_python_exe or getattr(gs, "RETURNN_PYTHON_EXE", None) or sys.executable
-        python = os.fspath(python)
+        python = returnn_python(self.returnn_python_exe)
         root = self.returnn_root or getattr(gs, "RETURNN_ROOT", None)
         entry = [os.path.join(os.fspath(root), "rnn.py")] if root else ["-m", "returnn"]
         config = self.out_returnn_config_file.get_path()

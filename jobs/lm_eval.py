@@ -1,0 +1,271 @@
+"""LM evaluation jobs that run a RETURNN forward pass: perplexity and n-best rescoring.
+
+Both write a RETURNN config (task=forward, ``load`` = the checkpoint, the model from
+``recipe.returnn_lm.get_model``, ``forward_step``/``forward_callback`` from
+``recipe.returnn_scoring``) and run RETURNN in the job's work directory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from typing import Any
+
+from jobs.returnn import PtCheckpoint, ReturnnConfig, _resolve_device, returnn_python
+from sisyphus import Job, Task, tk
+
+FORWARD_EPILOG = """
+import sys
+sys.path.insert(0, {project_root!r})
+from recipe.returnn_lm import get_model
+from recipe.returnn_scoring import forward_step, forward_callback
+"""
+
+
+def _project_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_returnn_forward(
+    config: dict[str, Any], checkpoint: PtCheckpoint | tk.Path, device: str, cpus: int
+) -> None:
+    """Write ``returnn.config`` into the cwd and run RETURNN's forward task with it."""
+    path = checkpoint.path if isinstance(checkpoint, PtCheckpoint) else checkpoint
+    full = {
+        "backend": "torch",
+        "task": "forward",
+        "load": path,
+        **config,
+    }
+    post = {"device": _resolve_device(device), "log": ["./returnn.log"], "log_verbosity": 4}
+    epilog = FORWARD_EPILOG.format(project_root=_project_root())
+    ReturnnConfig(full, post, python_epilog=epilog).write("returnn.config")
+    python = returnn_python()
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = os.environ.get("SIS_ENGINE_CPUS", str(cpus))
+    subprocess.check_call([python, "-m", "returnn", "returnn.config"], env=env)
+
+
+class ComputePerplexityJob(Job):
+    """Perplexity of an LM on a RETURNN dataset: exact for the AR LM, the NELBO bound for diffusion LMs.
+
+    ``scoring`` options: ``num_samples`` Monte-Carlo samples per sequence (diffusion), ``eps_min``/``eps_max``
+    the evaluation noise range (1e-3..1 as in the reference work), ``stratified``, ``seed``.
+    Outputs: ``out_perplexity`` = exp(−Σ score / Σ tokens) (EOS counted), ``out_nelbo_per_token`` (nats),
+    ``out_num_tokens``, ``out_num_seqs`` (Variables) and ``out_scores`` (``{tag: score}`` python literal).
+    """
+
+    def __init__(
+        self,
+        checkpoint: PtCheckpoint,
+        lm_config: dict[str, Any],
+        dataset: dict[str, Any],
+        *,
+        num_samples: int = 32,
+        eps_min: float = 1e-3,
+        eps_max: float = 1.0,
+        stratified: bool = True,
+        seed: int = 0,
+        batch_size: int = 4000,
+        device: str = "auto",
+        cpu_rqmt: int = 1,
+        mem_rqmt: float = 4,
+        time_rqmt: float = 1,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.lm_config = lm_config
+        self.dataset = dataset
+        self.scoring = {
+            "num_samples": num_samples,
+            "eps_min": eps_min,
+            "eps_max": eps_max,
+            "stratified": stratified,
+            "seed": seed,
+        }
+        self.batch_size = batch_size
+        self.device = device
+        self.rqmt = {"cpu": cpu_rqmt, "mem": mem_rqmt, "time": time_rqmt, "gpu": 1 if device == "gpu" else 0}
+        self.out_perplexity = self.output_var("perplexity")
+        self.out_nelbo_per_token = self.output_var("nelbo_per_token")
+        self.out_num_tokens = self.output_var("num_tokens")
+        self.out_num_seqs = self.output_var("num_seqs")
+        self.out_scores = self.output_path("scores.py")
+
+    @classmethod
+    def hash(cls, parsed_args: dict[str, Any]) -> str:
+        return super().hash(
+            {k: v for k, v in parsed_args.items() if not k.endswith("_rqmt") and k != "device"}
+        )
+
+    def tasks(self):
+        yield Task("run", rqmt=self.rqmt)
+
+    def run(self) -> None:
+        from recipe.returnn_scoring import read_score_lines
+        from recipe.text_dict import write_text_dict
+
+        if os.path.exists("scores.jsonl"):
+            os.unlink("scores.jsonl")  # a perplexity is computed in one go
+        run_returnn_forward(
+            {
+                "lm_config": self.lm_config,
+                "forward_data": self.dataset,
+                "extern_data": {
+                    "data": {"dim": self.lm_config["vocab_size"], "sparse": True, "dtype": "int32"}
+                },
+                "batch_size": self.batch_size,
+                "max_seqs": 64,
+                "scoring": {**self.scoring, "output": os.path.abspath("scores.jsonl")},
+            },
+            self.checkpoint,
+            self.device,
+            self.rqmt["cpu"],
+        )
+        entries = read_score_lines("scores.jsonl")
+        if not entries:
+            raise RuntimeError(f"RETURNN scored no sequences of {self.dataset}")
+        total = sum(e["score"] for e in entries.values())
+        tokens = sum(e["num_tokens"] for e in entries.values())
+        write_text_dict(self.out_scores.get_path(), {t: repr(e["score"]) for t, e in sorted(entries.items())})
+        self.out_nelbo_per_token.set(-total / tokens)
+        self.out_perplexity.set(math.exp(-total / tokens))
+        self.out_num_tokens.set(tokens)
+        self.out_num_seqs.set(len(entries))
+
+
+class RescoreNBestJob(Job):
+    """LM scores for every hypothesis of an n-best file in the RETURNN search-output format.
+
+    Diffusion LMs: Monte-Carlo −NELBO with ``sampling_number`` samples; all hypotheses of one utterance
+    are scored in one batch, with ``shared_noise`` under the same noise draws and ``stratified`` t/mask
+    uniforms. AR LM: exact log-probability. Output ``out_lm_scores``: ``{tag: [(lm_score, text), ...]}``
+    in the input order (gzipped); ``out_report``: what was found in the input (characters the
+    SentencePiece model cannot encode, empty hypotheses). Finished utterances are checkpointed in the
+    work directory, so a rerun after a crash scores only the rest.
+    """
+
+    def __init__(
+        self,
+        hypothesis_file: tk.Path,
+        checkpoint: PtCheckpoint,
+        lm_config: dict[str, Any],
+        spm_model: tk.Path,
+        *,
+        sampling_number: int = 10,
+        shared_noise: bool = True,
+        stratified: bool = True,
+        seed: int = 0,
+        eps_min: float = 1e-3,
+        eps_max: float = 1.0,
+        batch_size: int = 100000,
+        device: str = "auto",
+        cpu_rqmt: int = 1,
+        mem_rqmt: float = 4,
+        time_rqmt: float = 1,
+    ) -> None:
+        self.hypothesis_file = hypothesis_file
+        self.checkpoint = checkpoint
+        self.lm_config = lm_config
+        self.spm_model = spm_model
+        self.scoring = {
+            "num_samples": sampling_number,
+            "shared_noise": shared_noise,
+            "stratified": stratified,
+            "seed": seed,
+            "eps_min": eps_min,
+            "eps_max": eps_max,
+        }
+        self.batch_size = batch_size
+        self.device = device
+        self.rqmt = {"cpu": cpu_rqmt, "mem": mem_rqmt, "time": time_rqmt, "gpu": 1 if device == "gpu" else 0}
+        self.out_lm_scores = self.output_path("lm_scores.py.gz")
+        self.out_report = self.output_path("report.txt")
+        self.out_num_hypotheses = self.output_var("num_hypotheses")
+
+    @classmethod
+    def hash(cls, parsed_args: dict[str, Any]) -> str:
+        return super().hash(
+            {
+                k: v
+                for k, v in parsed_args.items()
+                if not k.endswith("_rqmt") and k not in ("device", "batch_size")
+            }
+        )
+
+    def tasks(self):
+        yield Task("run", resume="run", rqmt=self.rqmt)
+
+    def run(self) -> None:
+        from recipe.nbest import describe_unknown_characters, unknown_characters
+        from recipe.search_output import (
+            NBestScoreCheckpoint,
+            nbest_with_scores,
+            read_nbest,
+            write_search_output,
+        )
+        from recipe.sentencepiece_model import load_sentencepiece
+
+        nbest = read_nbest(self.hypothesis_file)  # errors name file and line
+        report = [
+            f"{self.hypothesis_file}: {len(nbest)} utterances, {sum(map(len, nbest.values()))} hypotheses"
+        ]
+        unknown = describe_unknown_characters(
+            unknown_characters(nbest, load_sentencepiece(self.spm_model)), str(self.hypothesis_file)
+        )
+        if unknown:
+            report.append(unknown)
+        empty = [tag for tag, hyps in nbest.items() for _, text in hyps if not text.strip()]
+        if empty:
+            report.append(f"{len(empty)} empty hypotheses (scored as EOS only), e.g. in {empty[0]}")
+        no_hyps = [tag for tag, hyps in nbest.items() if not hyps]
+        if no_hyps:
+            report.append(f"{len(no_hyps)} utterances without hypotheses (kept empty), e.g. {no_hyps[0]}")
+        print("\n".join(report), flush=True)
+
+        checkpoint_path = os.path.abspath("lm_scores.checkpoint")
+        with NBestScoreCheckpoint(checkpoint_path) as done:
+            remaining = {
+                tag: hyps
+                for tag, hyps in nbest.items()
+                if hyps and done.get(tag, [t for _, t in hyps]) is None
+            }
+        report.append(f"{len(nbest) - len(remaining)} utterances already scored by an earlier run")
+        if remaining:
+            write_search_output("remaining.py.gz", remaining)
+            vocab = {"class": "SentencePieces", "model_file": self.spm_model, "add_eos": True}
+            run_returnn_forward(
+                {
+                    "lm_config": self.lm_config,
+                    "forward_data": {
+                        "class": "TextDictDataset",
+                        "filename": os.path.abspath("remaining.py.gz"),
+                        "vocab": vocab,
+                    },
+                    "extern_data": {
+                        "data_flat": {"dim": self.lm_config["vocab_size"], "sparse": True, "dtype": "int32"},
+                        "data_seq_lens": {"shape": (None,), "dtype": "int32"},
+                    },
+                    "batch_size": self.batch_size,
+                    "max_seqs": 1,
+                    "scoring": {
+                        **self.scoring,
+                        "output": checkpoint_path,
+                        "nbest_file": os.path.abspath("remaining.py.gz"),
+                    },
+                },
+                self.checkpoint,
+                self.device,
+                self.rqmt["cpu"],
+            )
+        with NBestScoreCheckpoint(checkpoint_path) as done:
+            scores = {
+                tag: (done.get(tag, [t for _, t in hyps]) if hyps else []) for tag, hyps in nbest.items()
+            }
+        missing = [tag for tag, s in scores.items() if s is None]
+        if missing:
+            raise RuntimeError(f"RETURNN returned no scores for {len(missing)} utterances, e.g. {missing[0]}")
+        write_search_output(self.out_lm_scores.get_path(), nbest_with_scores(nbest, scores))
+        with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
+            f.write("\n".join(report) + "\n")
+        self.out_num_hypotheses.set(sum(map(len, nbest.values())))

@@ -1,0 +1,152 @@
+"""RETURNN forward pass that scores sequences with an LM (perplexity and n-best rescoring).
+
+The RETURNN config defines ``lm_config`` (see ``recipe.lm_models``) and ``scoring`` =
+``{"num_samples", "eps_min", "eps_max", "shared_noise", "stratified", "seed", "output"}``, and imports
+``forward_step`` and ``forward_callback`` from here. Two data layouts:
+
+* ``data`` [B, T] (LmDataset, ogg zip): one score per sequence. The callback writes JSON lines
+  ``{"tag", "score", "num_tokens"}`` to ``scoring["output"]``.
+* ``data_flat`` + ``data_seq_lens`` (RETURNN's ``TextDictDataset`` over the n-best file
+  ``scoring["nbest_file"]``): all hypotheses of one utterance form one sequence, so they are scored
+  together and, with ``shared_noise``, under the same noise draws. The callback appends each
+  utterance's scores to the ``recipe.search_output.NBestScoreCheckpoint`` at ``scoring["output"]``.
+
+Scores are ``recipe.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
+−NELBO for diffusion LMs (nats, EOS included). Lines are flushed one by one, so a run that dies keeps
+every finished utterance.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from recipe.likelihood import sequence_log_likelihood
+
+_GENERATOR: dict[str, torch.Generator] = {}
+
+
+def _scoring() -> dict[str, Any]:
+    from returnn.config import get_global_config
+
+    return get_global_config().typed_value("scoring")
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    key = str(device)
+    if key not in _GENERATOR:
+        _GENERATOR[key] = torch.Generator(device=device).manual_seed(seed)
+    return _GENERATOR[key]
+
+
+def unflatten_hypotheses(flat: torch.Tensor, seq_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[T_flat] concatenated hypotheses with lengths [N] → (tokens [N, max len] zero-padded, lengths [N])."""
+    n = seq_lens.shape[0]
+    width = max(1, int(seq_lens.max())) if n else 1
+    tokens = torch.zeros(n, width, dtype=torch.long, device=flat.device)
+    offset = 0
+    for i, length in enumerate(seq_lens.tolist()):
+        tokens[i, :length] = flat[offset : offset + length]
+        offset += length
+    return tokens, seq_lens.long()
+
+
+def _score(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, shared: bool) -> torch.Tensor:
+    opts = _scoring()
+    return sequence_log_likelihood(
+        model,
+        tokens,
+        lengths,
+        num_samples=int(opts.get("num_samples", 10)),
+        eps_min=float(opts.get("eps_min", 1e-3)),
+        eps_max=float(opts.get("eps_max", 1.0)),
+        shared_noise=shared and bool(opts.get("shared_noise", True)),
+        stratified=bool(opts.get("stratified", True)),
+        generator=_generator(tokens.device, int(opts.get("seed", 0))),
+    )
+
+
+@torch.no_grad()
+def forward_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
+    """RETURNN entry point: mark per-sequence (or per-hypothesis) LM scores as outputs."""
+    import returnn.frontend as rf
+
+    model.eval()
+    ema = getattr(model, "ema", None)
+    if ema is not None and not getattr(model, "_ema_applied", False):
+        ema.copy_to(model)  # evaluate the averaged weights, as the reference work does
+        model._ema_applied = True
+    ctx = rf.get_run_ctx()
+    if "data_flat" in extern_data.data:
+        flat = extern_data["data_flat"]
+        seq_lens = extern_data["data_seq_lens"]
+        flat_raw = flat.raw_tensor.long()
+        flat_len = flat.dims[1].dyn_size_ext.raw_tensor
+        lens_raw = seq_lens.raw_tensor.long()
+        num_hyps = seq_lens.dims[1].dyn_size_ext.raw_tensor
+        out = torch.zeros(lens_raw.shape, dtype=torch.float64, device=flat_raw.device)
+        for b in range(flat_raw.shape[0]):
+            n = int(num_hyps[b])
+            tokens, lengths = unflatten_hypotheses(flat_raw[b, : int(flat_len[b])], lens_raw[b, :n])
+            out[b, :n] = _score(model, tokens, lengths, shared=True)
+        ctx.mark_as_output(out, "lm_scores", dims=[seq_lens.dims[0], seq_lens.dims[1]])
+        return
+    data = extern_data["data"]
+    tokens = data.raw_tensor.long()
+    lengths = data.dims[1].dyn_size_ext.raw_tensor.to(tokens.device).long()
+    scores = _score(model, tokens, lengths, shared=False)
+    ctx.mark_as_output(scores, "score", dims=[data.dims[0]])
+    ctx.mark_as_output(lengths, "num_tokens", dims=[data.dims[0]])
+
+
+def forward_callback():
+    """RETURNN entry point: writes one JSON line per sequence to ``scoring["output"]``."""
+    from returnn.forward_iface import ForwardCallbackIface
+
+    from recipe.search_output import NBestScoreCheckpoint, read_nbest
+
+    class ScoreWriter(ForwardCallbackIface):
+        def init(self, *, model: torch.nn.Module) -> None:
+            opts = _scoring()
+            if opts.get("nbest_file"):
+                self.texts = {
+                    tag: [t for _, t in hyps] for tag, hyps in read_nbest(opts["nbest_file"]).items()
+                }
+                self.checkpoint = NBestScoreCheckpoint(opts["output"])
+            else:
+                self.file = open(opts["output"], "a", encoding="utf-8")
+
+        def process_seq(self, *, seq_tag: str, outputs: Any) -> None:
+            if "lm_scores" in outputs.data:
+                self.checkpoint.add(seq_tag, self.texts[seq_tag], outputs["lm_scores"].raw_tensor.tolist())
+                return
+            entry = {
+                "tag": seq_tag,
+                "score": float(outputs["score"].raw_tensor),
+                "num_tokens": int(outputs["num_tokens"].raw_tensor),
+            }
+            self.file.write(json.dumps(entry) + "\n")
+            self.file.flush()
+
+        def finish(self) -> None:
+            (self.checkpoint if hasattr(self, "checkpoint") else self.file).close()
+
+    return ScoreWriter()
+
+
+def read_score_lines(path: str) -> dict[str, dict[str, Any]]:
+    """{tag: entry} from the JSON lines a scoring run wrote (a torn last line of a killed run is skipped)."""
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                entries[entry["tag"]] = entry
+    except FileNotFoundError:
+        pass
+    return entries

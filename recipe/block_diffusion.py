@@ -3,7 +3,7 @@
     log p(x) = sum_b log p(x^b | x^{<b}),   NELBO = sum_b E_{t_b} [ (1/t_b) sum_{l in b masked} CE_l ],
 
 with its own t_b per block and the clean earlier blocks as context.  Vectorised training runs one
-forward pass over [x_t ; x_0] (2L positions, both halves with positions 0..L-1) under the mask
+forward pass over [x_t ; x_0] (2L positions, both halves with positions 1..L after BOS) under the mask
 
     x_t query i -> x_t key j:  b(j) = b(i)   (block-diagonal)
     x_t query i -> x_0 key j:  b(j) < b(i)   (offset block-causal)
@@ -15,6 +15,8 @@ position i is [MASK].  Clipped schedules draw t_b ~ U[beta, omega]; ``var_min_cl
 (beta, omega) that minimises the variance of the per-sequence loss on held-out batches.  With
 ``resample`` a block whose masked fraction falls outside the clipped range is redrawn (bounded
 retries).  Batches are padded internally to a multiple of L'; padding is excluded from attention and loss.
+As in MDLM a clean BOS (the EOS id) at position 0 precedes the sequence; every query may attend to it,
+so block b models p(x^b | BOS, x^{<b}) and L' = 1 predicts x_l from BOS, x_<l exactly like the AR LM.
 """
 
 from __future__ import annotations
@@ -33,28 +35,45 @@ from recipe.noise_schedule import uniform
 MAX_RESAMPLE_ROUNDS = 100
 
 
-@functools.lru_cache(maxsize=16)
-def _cached_masks(seq_len: int, block_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _pair_mask(seq_len: int, block_size: int, device: str) -> torch.Tensor:
     b = torch.arange(seq_len, device=device) // block_size
     same = b[:, None] == b[None, :]
     earlier = b[None, :] < b[:, None]
     top = torch.cat((same, earlier), dim=1)
     bottom = torch.cat((torch.zeros_like(same), same | earlier), dim=1)
-    eye = torch.eye(2 * seq_len, dtype=torch.bool, device=device)
-    return torch.cat((top, bottom), dim=0), eye
+    return torch.cat((top, bottom), dim=0)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_masks(seq_len: int, block_size: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """([BOS ; x_t ; x_0] mask of size 1 + 2L, identity of that size): every query sees BOS, BOS only itself."""
+    mask = F.pad(_pair_mask(seq_len, block_size, device), (1, 0, 1, 0), value=False)
+    mask[:, 0] = True
+    eye = torch.eye(2 * seq_len + 1, dtype=torch.bool, device=device)
+    return mask, eye
 
 
 def bd3_attention_mask(seq_len: int, block_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Bool [2 seq_len, 2 seq_len] (True = may attend) over [x_t ; x_0]; cached per (L, L', device)."""
+    """Bool [2 seq_len, 2 seq_len] (True = may attend) over [x_t ; x_0] (the rules above)."""
     if seq_len % block_size:
         raise ValueError(f"bd3_attention_mask: seq_len={seq_len} not a multiple of block_size={block_size}")
+    return _pair_mask(seq_len, block_size, str(torch.device(device)))
+
+
+def bd3_training_mask(seq_len: int, block_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Bool [1 + 2 seq_len]^2 over [BOS ; x_t ; x_0] as used in training; cached per (L, L', device)."""
+    if seq_len % block_size:
+        raise ValueError(f"bd3_training_mask: seq_len={seq_len} not a multiple of block_size={block_size}")
     return _cached_masks(seq_len, block_size, str(torch.device(device)))[0]
 
 
 def block_causal_mask(seq_len: int, block_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Bool [L, L]: query i may attend key j iff block(j) <= block(i) (used by cache-free sampling)."""
+    """Bool [1 + L, 1 + L] over [BOS ; x]: BOS sees itself, token i sees BOS and tokens j with
+    block(j) <= block(i) (the cache-free sampling mask: clean prefix blocks + the noisy last block)."""
     b = torch.arange(seq_len, device=device) // block_size
-    return b[None, :] <= b[:, None]
+    mask = F.pad(b[None, :] <= b[:, None], (1, 0, 1, 0), value=False)
+    mask[:, 0] = True
+    return mask
 
 
 class BD3LM(MDLM):
@@ -64,16 +83,16 @@ class BD3LM(MDLM):
         self,
         backbone: DiTConfig,
         vocab_size: int,
+        eos_id: int,
         max_seq_len: int,
         block_size: int,
         sampling_eps: float = 1e-3,
         antithetic: bool = True,
         resample: bool = False,
-        eos_id: int | None = None,
     ) -> None:
         if block_size < 1 or max_seq_len % block_size:
             raise ValueError(f"BD3LM: max_seq_len={max_seq_len} must be divisible by block_size={block_size}")
-        super().__init__(backbone, vocab_size, max_seq_len, sampling_eps, antithetic, eos_id)
+        super().__init__(backbone, vocab_size, eos_id, max_seq_len, sampling_eps, antithetic)
         self.block_size = block_size
         self.resample = resample
 
@@ -86,9 +105,9 @@ class BD3LM(MDLM):
     def _states(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
     ) -> torch.Tensor:
-        """States [B, T, H] of the x_t half of one pass over [x_t ; x_0] under ``bd3_attention_mask``.
-
-        The x_0 half gets sigma = 0 (clean); padding keys are masked (each query keeps itself)."""
+        """States [B, T, H] of the x_t part of one pass over [BOS ; x_t ; x_0] under ``bd3_training_mask``
+        (positions 0, 1..L, 1..L).  BOS and the x_0 half get sigma = 0 (clean); padding keys are masked
+        (each query keeps itself)."""
         seq_len = x0.shape[1]
         x0p = pad_to_multiple(x0, self.block_size, 0)
         xtp = pad_to_multiple(xt, self.block_size, 0)
@@ -98,15 +117,17 @@ class BD3LM(MDLM):
         if bool(valid.all()):
             attn = struct
         else:
-            keys = torch.cat((valid, valid), dim=1)
+            keys = torch.cat((torch.ones_like(valid[:, :1]), valid, valid), dim=1)
             attn = struct & (keys[:, None, None, :] | eye)
         sigma = None
         if sigma_pos is not None:
-            sigma_p = F.pad(sigma_pos, (0, padded_len - seq_len))
-            sigma = torch.cat((sigma_p, torch.zeros_like(sigma_p)), dim=1)
-        positions = torch.arange(padded_len, device=x0.device).repeat(2)
-        h = self.backbone.hidden(torch.cat((xtp, x0p), dim=1), positions, attn, sigma=sigma)[0]
-        return h[:, :seq_len]
+            sigma_p = F.pad(sigma_pos, (1, padded_len - seq_len))
+            sigma = torch.cat((sigma_p, torch.zeros_like(sigma_p[:, 1:])), dim=1)
+        positions = torch.arange(1, padded_len + 1, device=x0.device)
+        positions = torch.cat((positions.new_zeros(1), positions, positions))
+        bos = torch.full_like(x0p[:, :1], self.eos_id)
+        h = self.backbone.hidden(torch.cat((bos, xtp, x0p), dim=1), positions, attn, sigma=sigma)[0]
+        return h[:, 1 : seq_len + 1]
 
     def draw_mask(
         self,

@@ -106,11 +106,11 @@ def build_model(config: Mapping[str, Any]) -> LanguageModel:
     else:
         eps, anti = float(config.get("sampling_eps", 1e-3)), bool(config.get("antithetic", True))
         if kind == "mdlm":
-            model = MDLM(backbone, vocab, max_len, eps, anti, eos_id)
+            model = MDLM(backbone, vocab, eos_id, max_len, eps, anti)
         else:
             block = int(_require(config, "block_size"))
             resample = bool(config.get("resample", False))
-            model = BD3LM(backbone, vocab, max_len, block, eps, anti, resample, eos_id)
+            model = BD3LM(backbone, vocab, eos_id, max_len, block, eps, anti, resample)
         if config.get("noise_clip") is not None:
             low, high = config["noise_clip"]
             model.set_noise_clip(float(low), float(high))

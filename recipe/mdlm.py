@@ -9,7 +9,9 @@ x_theta(x_t): the [MASK] logit is -inf (zero masking) and an unmasked position c
 
 with antithetic t over the batch, t_i = beta + (omega - beta) ((u + i/B) mod 1), and [beta, omega]
 = ``noise_clip`` (default [eps, 1]).  Without time conditioning the denoiser does not see t (the
-masking rate is inferable); with it the backbone gets sigma(t) via adaLN.
+masking rate is inferable); with it the backbone gets sigma(t) via adaLN.  The denoiser input starts
+with a clean BOS (the EOS id; never masked, never scored) at position 0: with rotary (relative)
+positions alone, a fully masked sequence would give the same output at every position.
 
 The loss only computes logits at masked positions (same value as gathering from the full SUBS
 output, at a fraction of the output-layer cost).  ``t`` is always shaped [B, n_blocks]; MDLM is the
@@ -46,10 +48,10 @@ class MDLM(CheckedLoadMixin):
         self,
         backbone: DiTConfig,
         vocab_size: int,
+        eos_id: int,
         max_seq_len: int,
         sampling_eps: float = 1e-3,
         antithetic: bool = True,
-        eos_id: int | None = None,
     ) -> None:
         super().__init__()
         if backbone.input_size != vocab_size + 1 or backbone.output_size != vocab_size:
@@ -59,6 +61,10 @@ class MDLM(CheckedLoadMixin):
             )
         if not 0.0 < sampling_eps < 1.0:
             raise ValueError(f"{type(self).__name__}: sampling_eps must be in (0, 1), got {sampling_eps}")
+        if not 0 <= eos_id < vocab_size:
+            raise ValueError(
+                f"{type(self).__name__}: eos_id={eos_id} outside the vocabulary [0, {vocab_size})"
+            )
         if max_seq_len < 1:
             raise ValueError(f"{type(self).__name__}: max_seq_len must be positive, got {max_seq_len}")
         self.vocab_size = vocab_size
@@ -127,14 +133,20 @@ class MDLM(CheckedLoadMixin):
     def _states(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
     ) -> torch.Tensor:
-        """Backbone states [B, T, H] of x_t; bidirectional attention over the real tokens only.
+        """Backbone states [B, T, H] of x_t (positions 1..T) after a clean BOS (= EOS id, sigma 0) at
+        position 0; bidirectional attention over BOS and the real tokens; BOS attends only to itself
+        (as in BD3-LM, where it must not carry information between blocks).
 
         x0 is not read by MDLM (BD3-LM reads the clean blocks before each block from it)."""
         del x0
-        valid = valid_mask(lengths, xt.shape[1])
-        attn = None if bool(valid.all()) else valid[:, None, None, :]
-        sigma = None if sigma_pos is None else sigma_pos[:, 0]
-        return self.backbone.hidden(xt, attn_mask=attn, sigma=sigma)[0]
+        bos = torch.full_like(xt[:, :1], self.eos_id)
+        attn = torch.ones(xt.shape[1] + 1, xt.shape[1] + 1, dtype=torch.bool, device=xt.device)
+        attn[0, 1:] = False
+        keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
+        if not bool(keys.all()):
+            attn = attn & keys[:, None, None, :]
+        sigma = None if sigma_pos is None else F.pad(sigma_pos, (1, 0))
+        return self.backbone.hidden(torch.cat((bos, xt), dim=1), attn_mask=attn, sigma=sigma)[0][:, 1:]
 
     def masked_nll(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None

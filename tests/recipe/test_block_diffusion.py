@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recipe.block_diffusion import BD3LM, bd3_attention_mask, clip_candidates, var_min_clip_search
+from recipe.block_diffusion import (
+    BD3LM,
+    bd3_attention_mask,
+    bd3_training_mask,
+    clip_candidates,
+    var_min_clip_search,
+)
 from recipe.lm_models import build_model
 from recipe.mdlm import MDLM
 
@@ -50,6 +56,11 @@ def test_mask_matches_brute_force_rules(length: int, block: int) -> None:
             assert bool(mask[i, j]) == want, (i, j)
     with pytest.raises(ValueError, match="multiple"):
         bd3_attention_mask(10, 4)
+    full = bd3_training_mask(length, block)
+    assert full.shape == (2 * length + 1, 2 * length + 1)
+    assert torch.equal(full[1:, 1:], mask)
+    assert bool(full[:, 0].all()), "every query sees BOS"
+    assert full[0].tolist() == [True] + [False] * (2 * length), "BOS sees only itself"
 
 
 def test_full_block_equals_mdlm_on_same_noise(spm_data) -> None:

@@ -15,7 +15,9 @@ block over the cache) instead of re-running the whole prefix under the block-cau
 stops after its first EOS (``stop_at_eos``) or at ``max_len`` tokens, whichever comes first; lengths
 beyond the training ``max_seq_len`` are allowed (rotary positions extrapolate, quality may drop).
 MDLM samples a fixed number of tokens with the same DDPM steps over the whole sequence.
-All random draws come from ``generator`` in a fixed order, so cache and no-cache runs are comparable.
+As in training, a clean BOS (the EOS id) at position 0 precedes the generated tokens (for BD3-LM it is
+the first cache entry).  All random draws come from ``generator`` in a fixed order, so cache and
+no-cache runs are comparable.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ to route tasks by ``rqmt["engine"]`` (``mini_task``s go to ``"short"``).
 The interface a scheduler engine (e.g. Slurm) implements:
 ``start_engine()``, ``stop_engine()``, ``submit(call) -> str`` (engine info for the submit log),
 ``task_state(call, task_id) -> "queue" | "running" | None`` (None: unknown to the engine) and
-``error_reason(call, task_id) -> str | None`` for tasks that the engine saw killed.
+``error_reason(call, task_id) -> str | None`` for tasks that the engine saw killed, and
+``reset_cache()``, called by the manager at the start of every pass (a scheduler engine queries the
+scheduler at most once per pass). ``SlurmEngine`` is in ``sisyphus.slurm_engine``.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ class EngineBase:
 
     def error_reason(self, call: TaskCall, task_id: int) -> str | None:
         return None
+
+    def reset_cache(self) -> None:
+        pass
 
     def engines(self) -> list[EngineBase]:
         return [self]
@@ -218,6 +223,10 @@ class EngineSelector(EngineBase):
 
     def error_reason(self, call: TaskCall, task_id: int) -> str | None:
         return self._select(call).error_reason(call, task_id)
+
+    def reset_cache(self) -> None:
+        for engine in self.engine_map.values():
+            engine.reset_cache()
 
     def engines(self) -> list[EngineBase]:
         return [e for engine in self.engine_map.values() for e in engine.engines()]

@@ -121,6 +121,7 @@ class Manager:
 
     def scan(self) -> dict[str, list[tuple[Job, Task | None, list[int]]]]:
         states: dict[str, list[tuple[Job, Task | None, list[int]]]] = defaultdict(list)
+        self.engine.reset_cache()
         for job in self.graph.jobs():
             state, task, ids = self.job_state(job)
             states[state].append((job, task, ids))

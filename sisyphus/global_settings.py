@@ -32,7 +32,7 @@ STATE_FINISHED = "finished"
 # and settings.py may raise them.
 WAIT_PERIOD_BETWEEN_CHECKS: float = 30
 WAIT_PERIOD_JOB_FS_SYNC: float = 0
-WAIT_PERIOD_HEARTBEAT: float = 60
+WAIT_PERIOD_HEARTBEAT: float = 30
 RUNNING_TIMEOUT: float = 100  # a task whose usage/log file is older than this is not running
 USAGE_UPDATE_PERIOD: float = 60
 

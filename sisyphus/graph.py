@@ -93,7 +93,10 @@ def _resolve(obj: Any) -> Any:
 
 
 def _symlink(target: str, link: str) -> None:
-    os.makedirs(os.path.dirname(link), exist_ok=True)
+    parent = os.path.dirname(link)
+    if os.path.islink(parent) or (os.path.exists(parent) and not os.path.isdir(parent)):
+        raise FileExistsError(f"cannot create {link}: {parent} is a link of another alias/output; rename one")
+    os.makedirs(parent, exist_ok=True)
     if os.path.islink(link):
         if os.readlink(link) == target:
             return

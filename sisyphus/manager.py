@@ -184,17 +184,18 @@ class Manager:
                     changed.append(f"  {state}: {self._name(job)}{where}")
                 self.last_states[job._sis_id()] = state
         now = time.time()
-        if changed or now - self.last_heartbeat > gs.WAIT_PERIOD_HEARTBEAT:
+        heartbeat = now - self.last_heartbeat > gs.WAIT_PERIOD_HEARTBEAT
+        if not changed and not heartbeat:
+            return
+        for line in changed:
+            self._print(line)
+        summary = " ".join(f"{s}({len(states[s])})" for s in _SUMMARY_ORDER if states.get(s))
+        self._print(f"[{time.strftime('%H:%M:%S')} +{now - self.start_time:.0f}s] {summary}")
+        if heartbeat:  # progress of what runs, at most once per heartbeat period
             self.last_heartbeat = now
-            for line in changed:
-                self._print(line)
-            summary = " ".join(f"{s}({len(states[s])})" for s in _SUMMARY_ORDER if states.get(s))
-            self._print(f"[{time.strftime('%H:%M:%S')} +{now - self.start_time:.0f}s] {summary}")
             for job, task, ids in states.get(State.RUNNING, []):
-                self._print(
-                    f"    running {self._name(job)} {task.name() if task else ''}{ids}"
-                    f"{self._progress(job, task, ids)}"
-                )
+                name = task.name() if task else ""
+                self._print(f"    running {self._name(job)} {name}{ids}{self._progress(job, task, ids)}")
 
     @staticmethod
     def _progress(job: Job, task: Task | None, ids: list[int]) -> str:

@@ -1,0 +1,156 @@
+"""Diffusion-LM jobs outside RETURNN's train/forward tasks: the data-driven noise-clip search of
+BD3-LM, sampling, and the generative perplexity of samples under the AR baseline."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from jobs.returnn import PtCheckpoint
+from sisyphus import Job, Task, tk
+
+
+def _load(lm_config: dict[str, Any], checkpoint: PtCheckpoint):
+    import torch
+
+    from recipe import lm_models
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return lm_models.load_checkpoint(lm_config, checkpoint.path.get_path(), map_location=device), device
+
+
+class SearchNoiseClipJob(Job):
+    """BD3-LM's clipped noise schedule, chosen on held-out text (``var_min``): among the candidate ranges
+    t ~ U[β, ω] given by ``clip_search_widths`` and ``clip_search_delta``, the one that minimises the
+    variance of the per-sequence training loss. Outputs ``out_noise_clip`` (Variable ``(β, ω)``, usable
+    as ``lm_config["noise_clip"]``) and ``out_variances`` (a table of all candidates)."""
+
+    def __init__(
+        self,
+        checkpoint: PtCheckpoint,
+        lm_config: dict[str, Any],
+        text_dict: tk.Path,
+        spm_model: tk.Path,
+        *,
+        clip_search_widths: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9),
+        clip_search_delta: float = 0.05,
+        max_seqs: int = 512,
+        seed: int = 0,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.lm_config = lm_config
+        self.text_dict = text_dict
+        self.spm_model = spm_model
+        self.clip_search_widths = clip_search_widths
+        self.clip_search_delta = clip_search_delta
+        self.max_seqs = max_seqs
+        self.seed = seed
+        self.out_noise_clip = self.output_var("noise_clip")
+        self.out_variances = self.output_path("variances.txt")
+
+    def tasks(self):
+        yield Task("run", rqmt={"cpu": 1, "mem": 4, "time": 1})
+
+    def run(self) -> None:
+        import torch
+
+        from recipe.block_diffusion import var_min_clip_search
+        from recipe.text_batches import encode_texts, length_batches
+        from recipe.text_dict import read_text_dict
+
+        model, device = _load(self.lm_config, self.checkpoint)
+        texts = [t for _, t in sorted(read_text_dict(self.text_dict).items())][: self.max_seqs]
+        seqs = [s[: self.lm_config["max_seq_len"]] for s in encode_texts(self.spm_model, texts)]
+        batches = [(tok.to(device), lens.to(device)) for _, tok, lens in length_batches(seqs, 4096)]
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        best, table = var_min_clip_search(
+            model, batches, self.clip_search_widths, self.clip_search_delta, generator=generator
+        )
+        with open(self.out_variances.get_path(), "w") as f:
+            f.write("beta\tomega\tvariance of the per-sequence loss (nats/token)^2\n")
+            for (low, high), var in sorted(table.items(), key=lambda kv: kv[1]):
+                f.write(f"{low:.3f}\t{high:.3f}\t{var:.6f}{'  <- chosen' if (low, high) == best else ''}\n")
+        self.out_noise_clip.set(best)
+
+
+class SampleLmJob(Job):
+    """Unconditional samples: BD3-LM semi-autoregressive (KV cache, first-hitting, nucleus), MDLM
+    ``ddpm_cache``, or AR ancestral sampling. Output ``out_samples`` (text lines), ``out_num_forward``."""
+
+    def __init__(
+        self,
+        checkpoint: PtCheckpoint,
+        lm_config: dict[str, Any],
+        spm_model: tk.Path,
+        *,
+        num_samples: int = 32,
+        max_len: int = 64,
+        nucleus_p: float = 0.9,
+        num_steps: int = 64,
+        seed: int = 0,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.lm_config = lm_config
+        self.spm_model = spm_model
+        self.num_samples = num_samples
+        self.max_len = max_len
+        self.nucleus_p = nucleus_p
+        self.num_steps = num_steps
+        self.seed = seed
+        self.out_samples = self.output_path("samples.txt")
+        self.out_num_forward = self.output_var("num_forward")
+
+    def tasks(self):
+        yield Task("run", rqmt={"cpu": 1, "mem": 4, "time": 1})
+
+    def run(self) -> None:
+        import torch
+
+        from recipe import sampling
+        from recipe.sentencepiece_model import load_sentencepiece
+
+        model, device = _load(self.lm_config, self.checkpoint)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        kind = self.lm_config["kind"]
+        common = {"nucleus_p": self.nucleus_p, "generator": generator, "device": device}
+        if kind == "bd3lm":
+            samples = sampling.sample_bd3lm(model, self.num_samples, self.max_len, **common)
+        elif kind == "mdlm":
+            samples = sampling.sample_mdlm(model, self.num_samples, self.max_len, num_steps=self.num_steps, **common)
+        else:
+            samples = sampling.sample_ar(model, self.num_samples, self.max_len, **common)
+        sp = load_sentencepiece(self.spm_model)
+        eos = self.lm_config["eos_id"]
+        with open(self.out_samples.get_path(), "w", encoding="utf-8") as f:
+            for seq in samples.sequences:
+                f.write(sp.decode([t for t in seq if t != eos]) + "\n")
+        self.out_num_forward.set(samples.num_forward)
+
+
+class GenerativePerplexityJob(Job):
+    """Perplexity of sample texts under a scoring LM (usually the AR baseline): exp(−Σ log p / Σ tokens)."""
+
+    def __init__(self, samples: tk.Path, checkpoint: PtCheckpoint, lm_config: dict[str, Any], spm_model: tk.Path):
+        self.samples = samples
+        self.checkpoint = checkpoint
+        self.lm_config = lm_config
+        self.spm_model = spm_model
+        self.out_perplexity = self.output_var("perplexity")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        from recipe.likelihood import sequence_log_likelihood
+        from recipe.text_batches import encode_texts, length_batches
+
+        model, device = _load(self.lm_config, self.checkpoint)
+        texts = [line.rstrip("\n") for line in open(self.samples.get_path(), encoding="utf-8")]
+        if not texts:
+            raise ValueError(f"{self.samples}: no samples to score")
+        seqs = [s[: self.lm_config["max_seq_len"]] for s in encode_texts(self.spm_model, texts)]
+        total, tokens = 0.0, 0
+        for _, tok, lens in length_batches(seqs, 8192):
+            total += float(sequence_log_likelihood(model, tok.to(device), lens.to(device)).sum())
+            tokens += int(lens.sum())
+        self.out_perplexity.set(math.exp(-total / tokens))

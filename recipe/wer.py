@@ -191,7 +191,7 @@ def format_alignment(tag: str, alignment: Alignment) -> str:
 
 def format_report(result: WerResult, title: str = "") -> str:
     """The full per-utterance report: a header with the totals, warnings, then one block per utterance."""
-    lines = [f"WER report{': ' + title if title else ''}", format_summary({title or "result": result}), ""]
+    lines = [f"WER report{': ' + title if title else ''}", format_summary({"total": result}), ""]
     lines += [f"WARNING: {warning}" for warning in result.warnings]
     if result.warnings:
         lines.append("")

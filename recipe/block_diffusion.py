@@ -126,8 +126,9 @@ class BD3LM(MDLM):
         positions = torch.arange(1, padded_len + 1, device=x0.device)
         positions = torch.cat((positions.new_zeros(1), positions, positions))
         bos = torch.full_like(x0p[:, :1], self.eos_id)
-        h = self.backbone.hidden(torch.cat((bos, xtp, x0p), dim=1), positions, attn, sigma=sigma)[0]
-        return h[:, 1 : seq_len + 1]
+        inputs = torch.cat((bos, xtp, x0p), dim=1)
+        h = self.backbone.hidden(inputs, positions, attn, sigma=sigma, n_out=seq_len + 1)[0]
+        return h[:, 1:]
 
     def draw_mask(
         self,

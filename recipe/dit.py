@@ -114,8 +114,11 @@ class DiTBlock(nn.Module):
         causal: bool,
         cond: torch.Tensor | None,
         past: tuple[torch.Tensor, torch.Tensor] | None,
+        n_out: int | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x [B, T, H] -> (y [B, T, H], (k, v) [B, heads, P + T, d] including the past)."""
+        """x [B, T, H] -> (y [B, T', H], (k, v) [B, heads, P + T, d] including the past).
+
+        n_out: compute outputs only for the first T' = n_out positions (all T still give keys/values)."""
         b, t, h = x.shape
         if self.ada is not None:
             mod = self.ada(F.silu(cond))
@@ -130,6 +133,11 @@ class DiTBlock(nn.Module):
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
+        if n_out is not None:
+            t, q, x = n_out, q[:, :, :n_out], x[:, :n_out]
+            attn_mask = None if attn_mask is None else attn_mask[..., :n_out, :]
+            if self.ada is not None:
+                gate1, shift2, scale2, gate2 = (m[:, :n_out] for m in (gate1, shift2, scale2, gate2))
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
         a = self.attn_out(a.transpose(1, 2).reshape(b, t, h))
         a = F.dropout(a, self.dropout, self.training)
@@ -171,20 +179,23 @@ class DiT(nn.Module):
         causal: bool = False,
         sigma: torch.Tensor | None = None,
         past_kv: KVCache | None = None,
+        n_out: int | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Final normalised hidden states [B, T, H] and the per-layer (k, v) including ``past_kv``.
 
         tokens [B, T]; positions [T] or [B, T] (default: P..P+T-1 after P cached positions);
         attn_mask: bool, broadcastable to [B, heads, T, P + T]; causal: lower-triangular mask instead
-        (only without past_kv); sigma: noise level [B] or [B, T], required iff time conditioning.
+        (only without past_kv); sigma: noise level [B] or [B, T], required iff time conditioning;
+        n_out: only the first n_out positions' states are returned, and the last block computes only
+        those (BD3-LM needs no outputs of its x_0 half).
         """
         if (sigma is None) == (self.time_embed is not None):
             raise ValueError(
                 "DiT: sigma must be given exactly when time_conditioning is on "
                 f"(time_conditioning={self.cfg.time_conditioning}, sigma given: {sigma is not None})"
             )
-        if causal and (attn_mask is not None or past_kv is not None):
-            raise ValueError("DiT: causal=True cannot be combined with attn_mask or past_kv")
+        if causal and (attn_mask is not None or past_kv is not None or n_out is not None):
+            raise ValueError("DiT: causal=True cannot be combined with attn_mask, past_kv or n_out")
         past_len = 0 if past_kv is None else past_kv[0][0].shape[2]
         if positions is None:
             positions = torch.arange(past_len, past_len + tokens.shape[1], device=tokens.device)
@@ -192,14 +203,18 @@ class DiT(nn.Module):
         cond = None if self.time_embed is None else self.time_embed(sigma)
         x = self.embed(tokens)
         new_kv: KVCache = []
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, attn_mask, causal, cond, None if past_kv is None else past_kv[i])
+            past = None if past_kv is None else past_kv[i]
+            x, kv = block(x, cos, sin, attn_mask, causal, cond, past, n_out if i == last else None)
             new_kv.append(kv)
         x = self.norm_out(x)
         if self.ada_out is not None:
             mod = self.ada_out(F.silu(cond))
             if mod.dim() == 2:
                 mod = mod[:, None]
+            elif n_out is not None:
+                mod = mod[:, :n_out]
             shift, scale = mod.chunk(2, dim=-1)
             x = x * (1 + scale) + shift
         return x, new_kv

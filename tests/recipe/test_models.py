@@ -80,6 +80,34 @@ def test_time_conditioning_and_tied_embeddings() -> None:
         net(x)
 
 
+def test_partial_outputs_of_the_last_block() -> None:
+    torch.manual_seed(0)
+    cfg = DiTConfig(
+        input_size=21,
+        output_size=20,
+        hidden=32,
+        n_blocks=2,
+        n_heads=4,
+        cond_dim=16,
+        dropout=0.0,
+        time_conditioning=True,
+    )
+    net = DiT(cfg).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "ada" in name:
+                p.normal_(0, 0.2)
+        x = torch.randint(0, 21, (2, 7))
+        mask = torch.rand(2, 1, 7, 7, generator=torch.Generator().manual_seed(0)) < 0.6
+        mask |= torch.eye(7, dtype=torch.bool)
+        sigma = torch.rand(2, 7)
+        full, kv_full = net.hidden(x, attn_mask=mask, sigma=sigma)
+        part, kv_part = net.hidden(x, attn_mask=mask, sigma=sigma, n_out=3)
+    assert part.shape == (2, 3, 32)
+    assert torch.allclose(part, full[:, :3], atol=1e-6)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(kv_full, kv_part, strict=True))
+
+
 @pytest.mark.parametrize("kind", ["ar", "mdlm", "bd3lm"])
 def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
     """Loss on fixed evaluation noise halves within 150 steps on 4 sentences (x4 copies per batch:

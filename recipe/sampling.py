@@ -140,7 +140,7 @@ def sample_bd3lm(
             t = torch.ones(n, dtype=torch.float64, device=device)
             for step in range(size):
                 t = t * uniform((n,), generator, device).double() ** (1.0 / (size - step))
-                sigma = model.schedule.sigma_from_move_chance(t.float()) if model.time_conditioning else None
+                sigma = model.schedule.sigma(t.float()) if model.time_conditioning else None
                 probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p)
                 calls += 1
                 scores = torch.where(block == model.mask_id, uniform((n, size), generator, device), -1.0)
@@ -153,7 +153,7 @@ def sample_bd3lm(
                 t, s = 1.0 - i / steps, 1.0 - (i + 1) / steps
                 if probs is None or model.time_conditioning:
                     tt = torch.full((n,), t, device=device)
-                    sigma = model.schedule.sigma_from_move_chance(tt) if model.time_conditioning else None
+                    sigma = model.schedule.sigma(tt) if model.time_conditioning else None
                     probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p)
                     calls += 1
                 unmask = (block == model.mask_id) & (uniform((n, size), generator, device) < (t - s) / t)
@@ -214,9 +214,7 @@ def sample_mdlm(
         if probs is None or model.time_conditioning:
             sigma = None
             if model.time_conditioning:
-                sigma = model.schedule.sigma_from_move_chance(
-                    torch.full((num_samples, length), t, device=device)
-                )
+                sigma = model.schedule.sigma(torch.full((num_samples, length), t, device=device))
             logp = model.denoiser_log_probs(x, lengths, x, sigma)[..., : model.vocab_size]
             probs = nucleus_filter(logp.double().exp(), nucleus_p)
             calls += 1

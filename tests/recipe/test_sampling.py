@@ -204,3 +204,29 @@ def test_ar_sampling(spm_data, trained) -> None:
     out = sample_ar(trained["ar"], 5, 40, generator=torch.Generator().manual_seed(0))
     _check_valid(out, spm_data.vocab_size, spm_data.eos_id, 40, expect_eos=True)
     assert sum(s[-1] == spm_data.eos_id for s in out.sequences) >= 4
+
+
+@pytest.mark.parametrize("first_hitting", [True, False])
+def test_time_conditioned_sampling_cache_equals_no_cache(first_hitting: bool) -> None:
+    model = _tiny("bd3lm", block_size=2, time_conditioning=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "ada" in name:
+                p.normal_(0, 0.2)
+    runs = [
+        sample_bd3lm(
+            model,
+            16,
+            9,
+            num_steps=3,
+            first_hitting=first_hitting,
+            use_kv_cache=cache,
+            generator=torch.Generator().manual_seed(0),
+        )
+        for cache in (True, False)
+    ]
+    assert runs[0].sequences == runs[1].sequences
+    _check_valid(runs[0], 4, 0, 9, expect_eos=True)
+    mdlm = sample_mdlm(_tiny("mdlm", time_conditioning=True), 4, 6, num_steps=5)
+    _check_valid(mdlm, 4, 0, 6, expect_eos=False)
+    assert mdlm.num_forward == 5

@@ -14,6 +14,7 @@ import glob
 import os
 import pprint
 import shutil
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -150,7 +151,9 @@ class ReturnnTrainingJob(Job):
     the dev scores per epoch), ``out_model_dir`` (``models/``), ``out_checkpoints`` ({epoch:
     PtCheckpoint}), ``out_plot_se`` (score curves) and ``out_plot_lr`` (learning rates).
     ``device="auto"`` uses a GPU when one is present (with bf16 autocast), else the CPU.
-    ``distributed_launch_cmd="torchrun"`` with ``horovod_num_processes=N`` runs N processes.
+    ``distributed_launch_cmd="torchrun"`` with ``horovod_num_processes=N`` runs RETURNN's torch
+    distributed mode with N processes per node (``torch_distributed`` in the config; the gloo backend
+    on the CPU, N GPUs per node on the GPU); ``multi_node_slots=M`` spreads it over M Slurm nodes.
     """
 
     def __init__(
@@ -177,6 +180,12 @@ class ReturnnTrainingJob(Job):
             raise ValueError(f"ReturnnTrainingJob: set {clash} as job arguments, not in the ReturnnConfig")
         if device not in ("auto", "gpu", "cpu"):
             raise ValueError(f"ReturnnTrainingJob: device must be 'auto', 'gpu' or 'cpu', got {device!r}")
+        if horovod_num_processes and distributed_launch_cmd != "torchrun":
+            raise ValueError(
+                f"ReturnnTrainingJob: distributed_launch_cmd must be 'torchrun', got {distributed_launch_cmd!r}"
+            )
+        if (multi_node_slots or 1) > 1 and not horovod_num_processes:
+            raise ValueError("ReturnnTrainingJob: multi_node_slots needs horovod_num_processes (per node)")
         self.returnn_config = returnn_config
         self.log_verbosity = log_verbosity
         self.device = device
@@ -201,8 +210,10 @@ class ReturnnTrainingJob(Job):
             e: PtCheckpoint(self.output_path(f"models/epoch.{e:03d}.pt")) for e in sorted(set(epochs))
         }
         self.rqmt = {"cpu": cpu_rqmt, "mem": mem_rqmt, "time": time_rqmt, "gpu": 1 if device == "gpu" else 0}
-        if horovod_num_processes and distributed_launch_cmd == "torchrun":
+        if horovod_num_processes:  # per node: a cpu and, on the GPU, a GPU per process
             self.rqmt["cpu"] = max(cpu_rqmt, horovod_num_processes)
+            if device == "gpu":
+                self.rqmt["gpu"] = horovod_num_processes
         if multi_node_slots:
             self.rqmt["multi_node_slots"] = multi_node_slots
 
@@ -243,8 +254,13 @@ class ReturnnTrainingJob(Job):
             post.setdefault("torch_amp", "bfloat16")
         if self.keep_epochs is not None:
             post["cleanup_old_models"] = {"keep": self.keep_epochs, "keep_last_n": 1, "keep_best_n": 0}
-        if self.horovod_num_processes and self.distributed_launch_cmd == "torchrun":
-            post.setdefault("torch_distributed", {})
+        if self.horovod_num_processes:
+            # options given in the ReturnnConfig stay where they are; gloo on the CPU (NCCL needs GPUs)
+            where = config if "torch_distributed" in config else post
+            options = dict(where.get("torch_distributed") or {})
+            if device == "cpu":
+                options.setdefault("backend", "gloo")
+            where["torch_distributed"] = options
         return ReturnnConfig(
             config,
             post,
@@ -253,24 +269,24 @@ class ReturnnTrainingJob(Job):
             sort_config=self.returnn_config.sort_config,
         )
 
-    def returnn_command(self) -> list[str]:
+    def returnn_command(self, rdzv_host: str = "$(hostname)", rdzv_id: str = "$SLURM_JOB_ID") -> list[str]:
+        """The RETURNN command line. Distributed on one node: ``python -m torch.distributed.run
+        --standalone --nnodes=1 --nproc-per-node=N``. On M > 1 nodes: ``srun --nodes=M
+        --ntasks-per-node=1`` starts one torchrun per node of the Slurm allocation, which meet at
+        ``rdzv_host:29400`` (c10d rendezvous ``rdzv_id``); the shell-style defaults suit ``rnn.sh``."""
         python = returnn_python(self.returnn_python_exe)
         root = self.returnn_root or getattr(gs, "RETURNN_ROOT", None)
         entry = [os.path.join(os.fspath(root), "rnn.py")] if root else ["-m", "returnn"]
         config = self.out_returnn_config_file.get_path()
-        if self.horovod_num_processes and self.distributed_launch_cmd == "torchrun":
-            n = str(self.horovod_num_processes)
-            nodes = str(self.multi_node_slots or 1)
-            launch = [
-                python,
-                "-m",
-                "torch.distributed.run",
-                "--standalone" if nodes == "1" else "",
-                f"--nnodes={nodes}",
-                f"--nproc-per-node={n}",
-            ]
-            return [a for a in launch if a] + entry + [config]
-        return [python, *entry, config]
+        if not self.horovod_num_processes:
+            return [python, *entry, config]
+        torchrun = [python, "-m", "torch.distributed.run", f"--nproc-per-node={self.horovod_num_processes}"]
+        nodes = self.multi_node_slots or 1
+        if nodes == 1:
+            return [*torchrun[:3], "--standalone", "--nnodes=1", *torchrun[3:], *entry, config]
+        srun = ["srun", f"--nodes={nodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+        rendezvous = ["--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_host}:29400", f"--rdzv-id={rdzv_id}"]
+        return [*srun, *torchrun, f"--nnodes={nodes}", *rendezvous, *entry, config]
 
     def create_files(self) -> None:
         self.full_config(_resolve_device(self.device)).write(self.out_returnn_config_file.get_path())
@@ -283,9 +299,18 @@ class ReturnnTrainingJob(Job):
         device = _resolve_device(self.device)
         self.full_config(device).write(self.out_returnn_config_file.get_path())
         env = dict(os.environ)
-        threads = env.get("SIS_ENGINE_CPUS") or str(self.rqmt["cpu"])
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
-        subprocess.check_call(self.returnn_command(), env=env)
+        threads = int(env.get("SIS_ENGINE_CPUS") or self.rqmt["cpu"])
+        threads = max(1, threads // (self.horovod_num_processes or 1))  # per process
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+        if (self.multi_node_slots or 1) > 1:
+            if "SLURM_JOB_ID" not in env:
+                raise RuntimeError(
+                    f"multi_node_slots={self.multi_node_slots}: run this task in a Slurm allocation (SlurmEngine)"
+                )
+            command = self.returnn_command(socket.gethostname(), env["SLURM_JOB_ID"])
+        else:
+            command = self.returnn_command()
+        subprocess.check_call(command, env=env)
         missing = [e for e, c in self.out_checkpoints.items() if not c.exists()]
         if missing:
             raise RuntimeError(

@@ -9,9 +9,11 @@ Run: ``sis manager config/exp.py -r``.
 from __future__ import annotations
 
 from config.pipeline import lm_returnn_config, train_lm
+from jobs.asr import ApplyScoreCombinationJob, DemoNBestJob, TuneScoreCombinationJob
 from jobs.corpus import KjvCorpusJob, SplitCorpusJob
 from jobs.diffusion import GenerativePerplexityJob, SampleLmJob, SearchNoiseClipJob
-from jobs.lm_eval import ComputePerplexityJob
+from jobs.lm_eval import ComputePerplexityJob, RescoreNBestJob
+from jobs.report import ExperimentReportJob
 from jobs.returnn import GetBestPtCheckpointJob
 from jobs.returnn_data import TextDictToOggZipJob
 from jobs.sentencepiece import SentencePieceType, TrainSentencePieceJob
@@ -27,6 +29,9 @@ PRETRAIN_EPOCHS = 10  # AR and MDLM: 2.5 passes over the data
 FINETUNE_EPOCHS = (2, 2)  # BD3-LM: full noise range, then the searched clipped range
 BLOCK_SIZES = (4, 16)
 TRAINING = {"learning_rate": 1e-3, "warmup_steps": 200, "batch_size": 6000, "max_seqs": 200}
+ASR_UTTERANCES = 100  # held-out verses per dev/test part that the demo recogniser decodes
+NBEST_SIZE = 20
+SAMPLING_NUMBER = 10  # Monte-Carlo samples of the diffusion LMs' ELBO per hypothesis
 
 
 def kjv_data() -> dict:
@@ -49,6 +54,7 @@ def kjv_data() -> dict:
         "train": lm_train_dataset(train_text.out_text_lines, spm.out_model, partition_epoch=PARTITION_EPOCH),
         "dev": text_ogg_zip_dev_dataset(ogg["dev"], spm.out_model),
         "test": text_ogg_zip_dev_dataset(ogg["test"], spm.out_model),
+        "train_text": train_text.out_text_lines,
         "dev_text_dict": split.out_dev_text_dict,
         "test_text_dict": split.out_test_text_dict,
         "spm_model": spm.out_model,
@@ -59,18 +65,21 @@ def lm_config(kind: str, **extra) -> dict:
     return {"kind": kind, "vocab_size": VOCAB_SIZE, "eos_id": 0, "max_seq_len": MAX_SEQ_LEN, **MODEL, **extra}
 
 
-def train_models(data: dict) -> dict[str, tuple[dict, object]]:
-    """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs."""
-    models = {}
+def train_models(data: dict) -> tuple[dict[str, tuple[dict, object]], dict[str, tk.Path]]:
+    """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and their
+    learning-rate files."""
+    models, learning_rates = {}, {}
     for name, config in (("ar", lm_config("ar")), ("mdlm", lm_config("mdlm"))):
         job = train_lm(
             f"lm/{name}/train",
             lm_returnn_config(config, train_dataset=data["train"], dev_dataset=data["dev"], **TRAINING),
-            num_epochs=PRETRAIN_EPOCHS, cpu_rqmt=1,
+            num_epochs=PRETRAIN_EPOCHS,
+            cpu_rqmt=1,
         )
         best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
         best.add_alias(f"lm/{name}/best")
         models[name] = (config, best.out_checkpoint)
+        learning_rates[name] = job.out_learning_rates
 
     mdlm_checkpoint = models["mdlm"][1]
     for block_size in BLOCK_SIZES:
@@ -78,25 +87,39 @@ def train_models(data: dict) -> dict[str, tuple[dict, object]]:
         full_range = lm_config("bd3lm", block_size=block_size, resample=True)
         stage1 = train_lm(
             f"lm/{name}/full_range",
-            lm_returnn_config(full_range, train_dataset=data["train"], dev_dataset=data["dev"],
-                              preload_checkpoint=mdlm_checkpoint, **TRAINING),
-            num_epochs=FINETUNE_EPOCHS[0], cpu_rqmt=1,
+            lm_returnn_config(
+                full_range,
+                train_dataset=data["train"],
+                dev_dataset=data["dev"],
+                preload_checkpoint=mdlm_checkpoint,
+                **TRAINING,
+            ),
+            num_epochs=FINETUNE_EPOCHS[0],
+            cpu_rqmt=1,
         )
-        search = SearchNoiseClipJob(stage1.out_checkpoints[FINETUNE_EPOCHS[0]], full_range,
-                                    data["dev_text_dict"], data["spm_model"])
+        search = SearchNoiseClipJob(
+            stage1.out_checkpoints[FINETUNE_EPOCHS[0]], full_range, data["dev_text_dict"], data["spm_model"]
+        )
         search.add_alias(f"lm/{name}/clip_search")
         tk.register_output(f"lm/{name}/clip_search.txt", search.out_variances)
         clipped = lm_config("bd3lm", block_size=block_size, resample=True, noise_clip=search.out_noise_clip)
         stage2 = train_lm(
             f"lm/{name}/clipped",
-            lm_returnn_config(clipped, train_dataset=data["train"], dev_dataset=data["dev"],
-                              preload_checkpoint=stage1.out_checkpoints[FINETUNE_EPOCHS[0]], **TRAINING),
-            num_epochs=FINETUNE_EPOCHS[1], cpu_rqmt=1,
+            lm_returnn_config(
+                clipped,
+                train_dataset=data["train"],
+                dev_dataset=data["dev"],
+                preload_checkpoint=stage1.out_checkpoints[FINETUNE_EPOCHS[0]],
+                **TRAINING,
+            ),
+            num_epochs=FINETUNE_EPOCHS[1],
+            cpu_rqmt=1,
         )
         best = GetBestPtCheckpointJob(stage2.out_model_dir, stage2.out_learning_rates, key="dev_loss_nelbo")
         best.add_alias(f"lm/{name}/best")
         models[name] = (lm_config("bd3lm", block_size=block_size), best.out_checkpoint)
-    return models
+        learning_rates[name] = stage2.out_learning_rates
+    return models, learning_rates
 
 
 def evaluate(data: dict, models: dict) -> dict:
@@ -118,7 +141,56 @@ def evaluate(data: dict, models: dict) -> dict:
     return results
 
 
+def rescoring(data: dict, models: dict) -> dict:
+    """Real n-best lists (espeak-ng + pocketsphinx with a trigram LM on the training text) rescored
+    with each LM; λ (LM scale) and β (length reward) tuned on dev, applied to test."""
+    nbest, refs = {}, {}
+    for part in ("dev", "test"):
+        job = DemoNBestJob(
+            data[f"{part}_text_dict"], NBEST_SIZE, lm_text=data["train_text"], max_seqs=ASR_UTTERANCES
+        )
+        job.add_alias(f"asr/{part}_nbest")
+        tk.register_output(f"asr/{part}_nbest.py.gz", job.out_nbest)
+        nbest[part], refs[part] = job.out_nbest, job.out_references
+    wers: dict[str, dict] = {}
+    for name, (config, checkpoint) in models.items():
+        scores = {}
+        for part in ("dev", "test"):
+            job = RescoreNBestJob(
+                nbest[part], checkpoint, config, data["spm_model"], sampling_number=SAMPLING_NUMBER
+            )
+            job.add_alias(f"asr/{name}/{part}_lm_scores")
+            scores[part] = job.out_lm_scores
+        tune = TuneScoreCombinationJob(nbest["dev"], scores["dev"], refs["dev"])
+        tune.add_alias(f"asr/{name}/tune")
+        applied = {}
+        for part in ("dev", "test"):
+            job = ApplyScoreCombinationJob(
+                nbest[part], scores[part], refs[part], tune.out_lm_scale, tune.out_length_scale
+            )
+            job.add_alias(f"asr/{name}/{part}_rescored")
+            applied[part] = job
+        wers.setdefault("first pass", {p: applied[p].out_first_pass_wer for p in applied})
+        wers.setdefault("oracle", {p: applied[p].out_oracle_wer for p in applied})
+        wers[f"+ {name}"] = {p: applied[p].out_wer for p in applied}
+    return wers
+
+
 def py():
     data = kjv_data()
-    models = train_models(data)
-    evaluate(data, models)
+    models, learning_rates = train_models(data)
+    perplexities = evaluate(data, models)
+    wers = rescoring(data, models)
+    report = ExperimentReportJob(
+        perplexities,
+        wers,
+        learning_rates,
+        notes=(
+            "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
+            "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
+            f"{NBEST_SIZE}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev).",
+        ),
+    )
+    report.add_alias("report")
+    tk.register_output("report.md", report.out_report)
+    tk.register_output("report.png", report.out_plot)

@@ -23,8 +23,10 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 
 def perplexity_section(perplexities: Mapping[str, Mapping[str, Any]]) -> str:
     """Test perplexity (exact for AR, NELBO bound for diffusion LMs) and generative perplexity."""
-    rows = [[name, p.get("test_ppl"), p.get("test_nelbo"), p.get("gen_ppl_under_ar")]
-            for name, p in perplexities.items()]
+    rows = [
+        [name, p.get("test_ppl"), p.get("test_nelbo"), p.get("gen_ppl_under_ar")]
+        for name, p in perplexities.items()
+    ]
     return (
         "## Perplexity (test, SentencePiece tokens incl. EOS; diffusion LMs: upper bound)\n\n"
         + markdown_table(["model", "PPL", "nats/token", "gen. PPL of samples under AR"], rows)

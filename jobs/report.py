@@ -1,0 +1,62 @@
+"""The experiment report: one markdown file and one plot in ``output/``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sisyphus import Job, Task, tk
+
+
+def _values(obj: Any) -> Any:
+    """``obj`` with every ``tk.Variable`` replaced by its value and every ``tk.Path`` by its path."""
+    if isinstance(obj, tk.Variable):
+        return obj.get()
+    if isinstance(obj, tk.Path):
+        return obj.get_path()
+    if isinstance(obj, dict):
+        return {k: _values(v) for k, v in obj.items()}
+    return obj
+
+
+class ExperimentReportJob(Job):
+    """``out_report`` (markdown): perplexity and WER tables; ``out_plot`` (png): dev score curves,
+    test perplexities and test WERs.
+
+    ``perplexities``: {model: {"test_ppl": Variable, "test_nelbo": Variable, "gen_ppl_under_ar": Variable}};
+    ``wers``: {system: {"dev": Variable, "test": Variable}}; ``learning_rates``: {model: RETURNN
+    learning-rate file}; ``notes``: extra markdown lines (e.g. what the numbers mean).
+    """
+
+    def __init__(
+        self,
+        perplexities: dict[str, dict[str, Any]],
+        wers: dict[str, dict[str, Any]],
+        learning_rates: dict[str, tk.Path],
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self.perplexities = perplexities
+        self.wers = wers
+        self.learning_rates = learning_rates
+        self.notes = notes
+        self.out_report = self.output_path("report.md")
+        self.out_plot = self.output_path("report.png")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        from recipe.report import perplexity_section, plot_report, wer_section
+
+        ppl, wers, lrs = _values(self.perplexities), _values(self.wers), _values(self.learning_rates)
+        plot_report(ppl, lrs, wers, self.out_plot.get_path())
+        text = [
+            "# Diffusion LMs for ASR: experiment report",
+            "",
+            perplexity_section(ppl),
+            "",
+            wer_section(wers),
+            "",
+        ]
+        text += [*self.notes, "", "![report](report.png)", ""]
+        with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
+            f.write("\n".join(text))

@@ -21,7 +21,12 @@ bits). The natural-log path score is therefore ``ln P = 1024 * ln(Hypothesis.sco
 log-likelihood + ``bestpathlw`` * n-gram log-probability + insertion penalties). We write
 ``ln P / bestpathlw`` (``bestpathlw`` = 9.5 by default): the n-gram LM then has weight 1, so an LM added
 in rescoring gets a scale relative to it. A path so unlikely that ``Hypothesis.score`` underflows to 0
-(about ``ln P < -763000``, never seen with the in-domain LM) gets ``-inf`` and a logged warning.
+(``ln P < -745 * 1024``; seen with the bundled LM for utterances over about 25 s, never with an in-domain
+LM) gets ``-inf`` and a logged warning.
+
+Speed (2-core machine shared with other jobs, in-domain LM from 30k KJV verses): about 16 s setup (LM,
+lexicon), then 0.06 s synthesis and 0.7-2 s decoding per verse of 7.5 s audio; first-pass WER 31%,
+20-best oracle WER 26% on 100 held-out verses.
 """
 
 import logging

@@ -151,8 +151,6 @@ class Graph:
         for target in self.targets:
             target.update()
 
-    def all_done(self) -> bool:
-        return all(t.done() for t in self.targets) and not self.coroutines
 
 
 graph = Graph()

@@ -211,7 +211,8 @@ class SlurmEngine(EngineBase):
                 self._jobs = self._last_jobs = parse_squeue(proc.stdout)
                 return self._jobs
             error = (proc.stderr or proc.stdout).strip()
-            time.sleep(min(5.0, 0.5 * 2**attempt))
+            if attempt + 1 < self.squeue_retries:
+                time.sleep(min(5.0, 0.5 * 2**attempt))
         if self._last_jobs is None:
             raise RuntimeError(f"SlurmEngine: {shlex.join(cmd)} failed: {error}")
         # a busy controller: go on with the last answer rather than submit queued tasks again

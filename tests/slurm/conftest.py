@@ -32,7 +32,7 @@ class LocalSlurm:
         )
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
     """A port p with p and p+1 free on 127.0.0.1 (slurmctld and slurmd)."""
     for _ in range(50):
         with socket.socket() as s:
@@ -60,7 +60,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("the local Slurm cluster needs root (slurmd starts jobs as the submitting user)")
     directory = tmp_path_factory.mktemp("slurm")
     env = dict(os.environ)
-    env.update(SIS_SLURM_DIR=str(directory), SIS_SLURM_PORT=str(_free_port_pair()))
+    env.update(SIS_SLURM_DIR=str(directory), SIS_SLURM_PORT=str(free_port_pair()))
     env["SLURM_CONF"] = str(directory / "slurm.conf")
     start = subprocess.run(
         ["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sisyphus.engine import TaskCall
+from sisyphus.engine import EngineSelector, LocalEngine, TaskCall
 from sisyphus.slurm_engine import SlurmEngine, array_spec, job_name, killed_reason, parse_squeue
+from tests.slurm.conftest import free_port_pair
 
 pytestmark = pytest.mark.slurm
 
@@ -194,12 +195,13 @@ def _call(tmp_path: Path, rqmt: dict, ids: list[int] = [1]) -> TaskCall:  # noqa
 def test_squeue_once_per_pass_and_sbatch_failure_is_an_error(slurm_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
     engine = SlurmEngine()
+    selector = EngineSelector({"short": LocalEngine(), "long": engine}, "long")  # the common setup
     call = _call(tmp_path, {"cpu": 1, "mem": 100_000, "time": 1}, ids=[1, 2])  # more memory than the node
-    engine.reset_cache()
-    assert [engine.task_state(call, i) for i in (1, 2, 1, 2)] == [None] * 4
+    selector.reset_cache()  # what the manager does at the start of every pass
+    assert [selector.task_state(call, i) for i in (1, 2, 1, 2)] == [None] * 4
     assert engine.squeue_calls == 1
-    engine.reset_cache()
-    engine.task_state(call, 1)
+    selector.reset_cache()
+    selector.task_state(call, 1)
     assert engine.squeue_calls == 2
 
     info = engine.submit(call)
@@ -208,6 +210,29 @@ def test_squeue_once_per_pass_and_sbatch_failure_is_an_error(slurm_cluster, tmp_
         text = Path(call.job_dir, f"error.run.{i}").read_text()
         assert text.startswith("sbatch failed (exit 1): sbatch: error:"), text
         assert "--mem=102400000M" in text
+
+
+def test_unreachable_controller_keeps_the_last_queue_state(slurm_cluster, tmp_path, monkeypatch):
+    """squeue failing must not make queued tasks look unknown (they would be submitted again)."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    engine = SlurmEngine(squeue_retries=1)
+    call = _call(tmp_path, {"cpu": 1, "mem": 0.1, "time": 0.1, "sbatch_args": ["--hold"]})
+    info = engine.submit(call)
+    slurm_id = int(re.search(r"job_id=(\d+)", info).group(1))
+    try:
+        engine.reset_cache()
+        assert engine.task_state(call, 1) == "queue"
+        # the same cluster with the controller on a closed port
+        conf = Path(slurm_cluster.env["SLURM_CONF"]).read_text()
+        dead = re.sub(r"^SlurmctldPort=\d+", f"SlurmctldPort={free_port_pair()}", conf, flags=re.M)
+        (tmp_path / "dead.conf").write_text(dead + "MessageTimeout=1\nTCPTimeout=1\n")
+        monkeypatch.setenv("SLURM_CONF", str(tmp_path / "dead.conf"))
+        engine.reset_cache()
+        assert engine.task_state(call, 1) == "queue" and engine.squeue_calls == 2
+        with pytest.raises(RuntimeError, match="squeue .* failed"):
+            SlurmEngine(squeue_retries=1).task_state(call, 1)
+    finally:
+        slurm_cluster.run("scancel", str(slurm_id))
 
 
 def test_sbatch_command_line_for_a_multi_node_gpu_task(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Submission: one ``sbatch`` per call, an array job whose indices are the task ids::
 
     sbatch --parsable -J <job id>.<task> -a <ids> --cpus-per-task=C --mem=<MB>M --time=<min>
-           [--gres=gpu:[<gpu_name>:]G] [--nodes=N --ntasks-per-node=1] [-p <partition>] <sbatch_args>
+           [--gres=gpu:[<gpu_name>:]G] [--nodes=N --ntasks-per-node=1] [--partition=P] <sbatch_args>
            -o <job dir>/engine/<task>.%a.slurm-%A.log --chdir=<base dir> --export=ALL,...
            --wrap='exec <worker command> "$SLURM_ARRAY_TASK_ID" --redirect_output'
 
@@ -35,7 +35,7 @@ from typing import Any
 
 from sisyphus import global_settings as gs
 from sisyphus.engine import EngineBase, TaskCall
-from sisyphus.task import State
+from sisyphus.task import State, parse_mem_gb, parse_time_hours
 
 # squeue states of jobs that still hold or wait for resources
 _ACTIVE = {
@@ -130,8 +130,9 @@ def killed_reason(state: str | None, output: str, rqmt: dict[str, Any]) -> str |
 
 
 class SlurmEngine(EngineBase):
-    """Submits tasks to Slurm (see module docstring). ``default_rqmt`` fills keys a task does not
-    set; ``sbatch_args`` are added to every submission; ``partition`` unless the rqmt names one."""
+    """Submits tasks to Slurm (see module docstring). ``default_rqmt`` fills keys that a task's rqmt
+    lacks (e.g. ``gpu_name``; ``cpu``/``mem``/``time`` come with every task, from gs.DEFAULT_RQMT);
+    ``sbatch_args`` are added to every submission; ``partition`` unless the rqmt names one."""
 
     def __init__(
         self,
@@ -156,8 +157,8 @@ class SlurmEngine(EngineBase):
         cpus = max(1, int(rqmt.get("cpu", 1)))
         cmd = ["sbatch", "--parsable", "-J", job_name(call), "-a", array_spec(call.task_ids)]
         cmd.append(f"--cpus-per-task={cpus}")
-        cmd.append(f"--mem={max(1, math.ceil(float(rqmt.get('mem', 1)) * 1024))}M")
-        cmd.append(f"--time={max(1, math.ceil(float(rqmt.get('time', 1)) * 60))}")
+        cmd.append(f"--mem={max(1, math.ceil(parse_mem_gb(rqmt.get('mem', 1)) * 1024))}M")
+        cmd.append(f"--time={max(1, math.ceil(parse_time_hours(rqmt.get('time', 1)) * 60))}")
         gpus = int(rqmt.get("gpu", 0) or 0)
         if gpus:
             name = rqmt.get("gpu_name")

@@ -79,7 +79,7 @@ WAIT_PERIOD_BETWEEN_CHECKS = 1
 WAIT_PERIOD_HEARTBEAT = 1
 
 def engine():
-    return SlurmEngine(default_rqmt={"cpu": 1, "mem": 0.5, "time": 0.1})
+    return SlurmEngine()
 """
 
 

@@ -239,7 +239,7 @@ def test_sbatch_command_line_for_a_multi_node_gpu_task(tmp_path, monkeypatch):
     from sisyphus import global_settings as gs
 
     monkeypatch.setattr(gs, "BASE_DIR", str(tmp_path))
-    engine = SlurmEngine(partition="gpu", sbatch_args="--qos=high", default_rqmt={"time": 2})
+    engine = SlurmEngine(partition="gpu", sbatch_args="--qos=high", default_rqmt={"time": "2:00:00"})
     rqmt = {
         "cpu": 8,
         "gpu": 4,

@@ -44,10 +44,12 @@ def load_inputs() -> tuple[dict, dict, str]:
     parts = {}
     for part in ("dev", "test"):
         d = os.path.join(ROOT, "alias", "asr", f"{part}_nbest", "output")
-        parts[part] = (read_nbest(_require(os.path.join(d, "nbest.py.gz"))),
-                       read_text_dict(_require(os.path.join(d, "references.py.gz"))))
+        parts[part] = (
+            read_nbest(_require(os.path.join(d, "nbest.py.gz"))),
+            read_text_dict(_require(os.path.join(d, "references.py.gz"))),
+        )
     models = {"ar": exp.lm_config("ar"), "mdlm": exp.lm_config("mdlm")}
-    models.update({f"bd3lm_{b}": exp.lm_config("bd3lm", block_size=b) for b in exp.BLOCK_SIZES})
+    models.update({f"bd3lm_{b}": exp.lm_config("bd3lm", block_size=b) for b in exp.DEFAULT.block_sizes})
     loaded = {}
     for name, config in models.items():
         ckpt = _require(os.path.join(ROOT, "alias", "lm", name, "best", "output", "checkpoint.pt"))
@@ -64,7 +66,12 @@ def score(model, nbest: dict, spm: str, k: int, reduce_variance: bool, seed: int
             continue
         tokens, lengths = pad_batch(encode_texts(spm, [t for _, t in hyps]))
         scores[tag] = sequence_log_likelihood(
-            model, tokens, lengths, num_samples=k, shared_noise=reduce_variance, stratified=reduce_variance,
+            model,
+            tokens,
+            lengths,
+            num_samples=k,
+            shared_noise=reduce_variance,
+            stratified=reduce_variance,
             generator=generator,
         ).tolist()
     return scores
@@ -79,17 +86,23 @@ def main() -> None:
     (dev_nbest, dev_refs), (test_nbest, test_refs) = parts["dev"], parts["test"]
     num_hyps = sum(map(len, test_nbest.values()))
 
-    print(f"## Rescoring speed (test n-best: {len(test_nbest)} utterances, {num_hyps} hypotheses, CPU "
-          f"{torch.get_num_threads()} threads)\n")
+    print(
+        f"## Rescoring speed (test n-best: {len(test_nbest)} utterances, {num_hyps} hypotheses, CPU "
+        f"{torch.get_num_threads()} threads)\n"
+    )
     print("| LM | samples | hypotheses/s |\n|---|---|---|")
     for name, (config, model) in models.items():
-        k = 1 if config["kind"] == "ar" else exp.SAMPLING_NUMBER
+        k = 1 if config["kind"] == "ar" else exp.DEFAULT.sampling_number
         start = time.perf_counter()
         score(model, test_nbest, spm, k, True, 0)
-        print(f"| {name} | {k if config['kind'] != 'ar' else 'exact'} | {num_hyps / (time.perf_counter() - start):.0f} |")
+        print(
+            f"| {name} | {k if config['kind'] != 'ar' else 'exact'} | {num_hyps / (time.perf_counter() - start):.0f} |"
+        )
 
     print(f"\n## Test WER (%) vs. ELBO samples, mean over {args.seeds} seeds (λ, β tuned on dev per run)\n")
-    first = evaluate_rescoring(test_nbest, {t: [0.0] * len(h) for t, h in test_nbest.items()}, test_refs, 0, 0)
+    first = evaluate_rescoring(
+        test_nbest, {t: [0.0] * len(h) for t, h in test_nbest.items()}, test_refs, 0, 0
+    )
     print(f"first pass {first['first-pass'].wer:.2f}, oracle {first['oracle'].wer:.2f}\n")
     header = " | ".join(f"K={k} {'VR' if vr else 'plain'}" for k in SAMPLING_NUMBERS for vr in (True, False))
     print(f"| LM | {header} |\n|---|" + "---|" * (2 * len(SAMPLING_NUMBERS)))
@@ -104,7 +117,9 @@ def main() -> None:
                     dev_scores = score(model, dev_nbest, spm, k, vr, seed)
                     test_scores = score(model, test_nbest, spm, k, vr, 1000 + seed)
                     tuned = tune_scales(dev_nbest, dev_scores, dev_refs)
-                    result = evaluate_rescoring(test_nbest, test_scores, test_refs, tuned.lm_scale, tuned.length_scale)
+                    result = evaluate_rescoring(
+                        test_nbest, test_scores, test_refs, tuned.lm_scale, tuned.length_scale
+                    )
                     wers.append(result["rescored"].wer)
                 cells.append(f"{sum(wers) / len(wers):.2f}")
         print(f"| {name} | " + " | ".join(cells) + " |")

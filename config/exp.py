@@ -1,12 +1,15 @@
 """The default experiment: KJV Bible → SentencePiece → AR baseline, MDLM pretraining, BD3-LM (L' = 4, 16)
 finetuning → perplexities, samples → rescoring of real ASR n-best lists → report in ``output/``.
 
-Sizes are chosen so that everything finishes in about half an hour on a 2-core CPU; for real runs
-raise ``MODEL`` to the "small" preset (768 hidden, 12 blocks) and the epochs.
+Sizes (``Setup``) are chosen so that everything finishes in about half an hour on a 2-core CPU; for
+real runs use the "small" preset (768 hidden, 12 blocks) and more epochs. ``config/tiny.py`` runs the
+same graph at toy sizes in about a minute (the end-to-end tests use it).
 Run: ``sis manager config/exp.py -r``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from config.pipeline import lm_returnn_config, train_lm
 from jobs.asr import ApplyScoreCombinationJob, DemoNBestJob, TuneScoreCombinationJob
@@ -21,29 +24,57 @@ from jobs.text import TextDictToTextLinesJob
 from recipe.returnn_datasets import lm_train_dataset, text_ogg_zip_dev_dataset
 from sisyphus import tk
 
-VOCAB_SIZE = 1000
-MODEL = {"preset": "mini", "hidden": 192, "n_blocks": 3, "n_heads": 4, "cond_dim": 64, "dropout": 0.1}
-MAX_SEQ_LEN = 192  # tokens incl. EOS; a multiple of every block size; longer verses are left out of training
-PARTITION_EPOCH = 4  # a RETURNN sub-epoch is a quarter of the training text
-PRETRAIN_EPOCHS = 10  # AR and MDLM: 2.5 passes over the data
-FINETUNE_EPOCHS = (2, 2)  # BD3-LM: full noise range, then the searched clipped range
-BLOCK_SIZES = (4, 16)
-TRAINING = {"learning_rate": 1e-3, "warmup_steps": 200, "batch_size": 6000, "max_seqs": 200}
-ASR_UTTERANCES = 100  # held-out verses per dev/test part that the demo recogniser decodes
-NBEST_SIZE = 20
-SAMPLING_NUMBER = 10  # Monte-Carlo samples of the diffusion LMs' ELBO per hypothesis
+
+@dataclass(frozen=True)
+class Setup:
+    """Sizes of the experiment; ``DEFAULT`` finishes in about half an hour on a 2-core CPU."""
+
+    verses: str = "Gen1:1-Rev22:21"  # the whole KJV Bible
+    dev_fraction: float = 0.01
+    vocab_size: int = 1000
+    model: tuple = (
+        ("preset", "mini"),
+        ("hidden", 192),
+        ("n_blocks", 3),
+        ("n_heads", 4),
+        ("cond_dim", 64),
+        ("dropout", 0.1),
+    )
+    max_seq_len: int = (
+        192  # tokens incl. EOS; a multiple of every block size; longer verses are not trained on
+    )
+    partition_epoch: int = 4  # a RETURNN sub-epoch is a quarter of the training text
+    pretrain_epochs: int = 8  # AR and MDLM: two passes over the data
+    finetune_epochs: tuple[int, int] = (2, 3)  # BD3-LM: full noise range, then the searched clipped range
+    block_sizes: tuple[int, ...] = (4, 16)
+    training: tuple = (
+        ("learning_rate", 1e-3),
+        ("warmup_steps", 200),
+        ("batch_size", 6000),
+        ("max_seqs", 200),
+    )
+    asr_utterances: int = 80  # held-out verses per dev/test part that the demo recogniser decodes
+    nbest_size: int = 20
+    sampling_number: int = 10  # Monte-Carlo samples of the diffusion LMs' ELBO per hypothesis
+    ppl_samples: int = 16  # Monte-Carlo samples per test sequence for the perplexity bound
+    num_lm_samples: int = 32
 
 
-def kjv_data() -> dict:
+DEFAULT = Setup()
+
+
+def kjv_data(setup: Setup) -> dict:
     """Corpus → train/dev/test split → SentencePiece → RETURNN datasets."""
-    corpus = KjvCorpusJob()
+    corpus = KjvCorpusJob(verses=setup.verses)
     corpus.add_alias("data/kjv/corpus")
-    split = SplitCorpusJob(corpus.out_text_dict, dev_fraction=0.01, test_fraction=0.01)
+    split = SplitCorpusJob(
+        corpus.out_text_dict, dev_fraction=setup.dev_fraction, test_fraction=setup.dev_fraction
+    )
     split.add_alias("data/kjv/split")
     train_text = TextDictToTextLinesJob(split.out_train_text_dict)
     train_text.add_alias("data/kjv/train_text")
-    spm = TrainSentencePieceJob(train_text.out_text_lines, VOCAB_SIZE, SentencePieceType.UNIGRAM)
-    spm.add_alias(f"data/kjv/spm{VOCAB_SIZE}")
+    spm = TrainSentencePieceJob(train_text.out_text_lines, setup.vocab_size, SentencePieceType.UNIGRAM)
+    spm.add_alias(f"data/kjv/spm{setup.vocab_size}")
     tk.register_output("data/kjv/spm.model", spm.out_model)
     ogg = {}
     for part, text_dict in (("dev", split.out_dev_text_dict), ("test", split.out_test_text_dict)):
@@ -51,7 +82,9 @@ def kjv_data() -> dict:
         job.add_alias(f"data/kjv/{part}_ogg_zip")
         ogg[part] = job.out_ogg_zip
     return {
-        "train": lm_train_dataset(train_text.out_text_lines, spm.out_model, partition_epoch=PARTITION_EPOCH),
+        "train": lm_train_dataset(
+            train_text.out_text_lines, spm.out_model, partition_epoch=setup.partition_epoch
+        ),
         "dev": text_ogg_zip_dev_dataset(ogg["dev"], spm.out_model),
         "test": text_ogg_zip_dev_dataset(ogg["test"], spm.out_model),
         "train_text": train_text.out_text_lines,
@@ -61,19 +94,28 @@ def kjv_data() -> dict:
     }
 
 
-def lm_config(kind: str, **extra) -> dict:
-    return {"kind": kind, "vocab_size": VOCAB_SIZE, "eos_id": 0, "max_seq_len": MAX_SEQ_LEN, **MODEL, **extra}
+def lm_config(kind: str, setup: Setup = DEFAULT, **extra) -> dict:
+    return {
+        "kind": kind,
+        "vocab_size": setup.vocab_size,
+        "eos_id": 0,
+        "max_seq_len": setup.max_seq_len,
+        **dict(setup.model),
+        **extra,
+    }
 
 
-def train_models(data: dict) -> tuple[dict[str, tuple[dict, object]], dict[str, tk.Path]]:
+def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object]], dict[str, tk.Path]]:
     """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and their
     learning-rate files."""
     models, learning_rates = {}, {}
-    for name, config in (("ar", lm_config("ar")), ("mdlm", lm_config("mdlm"))):
+    for name, config in (("ar", lm_config("ar", setup)), ("mdlm", lm_config("mdlm", setup))):
         job = train_lm(
             f"lm/{name}/train",
-            lm_returnn_config(config, train_dataset=data["train"], dev_dataset=data["dev"], **TRAINING),
-            num_epochs=PRETRAIN_EPOCHS,
+            lm_returnn_config(
+                config, train_dataset=data["train"], dev_dataset=data["dev"], **dict(setup.training)
+            ),
+            num_epochs=setup.pretrain_epochs,
             cpu_rqmt=1,
         )
         best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
@@ -82,9 +124,9 @@ def train_models(data: dict) -> tuple[dict[str, tuple[dict, object]], dict[str, 
         learning_rates[name] = job.out_learning_rates
 
     mdlm_checkpoint = models["mdlm"][1]
-    for block_size in BLOCK_SIZES:
+    for block_size in setup.block_sizes:
         name = f"bd3lm_{block_size}"
-        full_range = lm_config("bd3lm", block_size=block_size, resample=True)
+        full_range = lm_config("bd3lm", setup, block_size=block_size, resample=True)
         stage1 = train_lm(
             f"lm/{name}/full_range",
             lm_returnn_config(
@@ -92,46 +134,53 @@ def train_models(data: dict) -> tuple[dict[str, tuple[dict, object]], dict[str, 
                 train_dataset=data["train"],
                 dev_dataset=data["dev"],
                 preload_checkpoint=mdlm_checkpoint,
-                **TRAINING,
+                **dict(setup.training),
             ),
-            num_epochs=FINETUNE_EPOCHS[0],
+            num_epochs=setup.finetune_epochs[0],
             cpu_rqmt=1,
         )
         search = SearchNoiseClipJob(
-            stage1.out_checkpoints[FINETUNE_EPOCHS[0]], full_range, data["dev_text_dict"], data["spm_model"]
+            stage1.out_checkpoints[setup.finetune_epochs[0]],
+            full_range,
+            data["dev_text_dict"],
+            data["spm_model"],
         )
         search.add_alias(f"lm/{name}/clip_search")
         tk.register_output(f"lm/{name}/clip_search.txt", search.out_variances)
-        clipped = lm_config("bd3lm", block_size=block_size, resample=True, noise_clip=search.out_noise_clip)
+        clipped = lm_config(
+            "bd3lm", setup, block_size=block_size, resample=True, noise_clip=search.out_noise_clip
+        )
         stage2 = train_lm(
             f"lm/{name}/clipped",
             lm_returnn_config(
                 clipped,
                 train_dataset=data["train"],
                 dev_dataset=data["dev"],
-                preload_checkpoint=stage1.out_checkpoints[FINETUNE_EPOCHS[0]],
-                **TRAINING,
+                preload_checkpoint=stage1.out_checkpoints[setup.finetune_epochs[0]],
+                **dict(setup.training),
             ),
-            num_epochs=FINETUNE_EPOCHS[1],
+            num_epochs=setup.finetune_epochs[1],
             cpu_rqmt=1,
         )
         best = GetBestPtCheckpointJob(stage2.out_model_dir, stage2.out_learning_rates, key="dev_loss_nelbo")
         best.add_alias(f"lm/{name}/best")
-        models[name] = (lm_config("bd3lm", block_size=block_size), best.out_checkpoint)
+        models[name] = (lm_config("bd3lm", setup, block_size=block_size), best.out_checkpoint)
         learning_rates[name] = stage2.out_learning_rates
     return models, learning_rates
 
 
-def evaluate(data: dict, models: dict) -> dict:
+def evaluate(data: dict, models: dict, setup: Setup) -> dict:
     """Test perplexities (bounds for the diffusion LMs), samples and their generative perplexity."""
     results = {}
     ar_config, ar_checkpoint = models["ar"]
     for name, (config, checkpoint) in models.items():
-        ppl = ComputePerplexityJob(checkpoint, config, data["test"], num_samples=16)
+        ppl = ComputePerplexityJob(checkpoint, config, data["test"], num_samples=setup.ppl_samples)
         ppl.add_alias(f"eval/{name}/test_ppl")
         results[name] = {"test_ppl": ppl.out_perplexity, "test_nelbo": ppl.out_nelbo_per_token}
         if config["kind"] != "ar":
-            samples = SampleLmJob(checkpoint, config, data["spm_model"], num_samples=32, max_len=64)
+            samples = SampleLmJob(
+                checkpoint, config, data["spm_model"], num_samples=setup.num_lm_samples, max_len=64
+            )
             samples.add_alias(f"eval/{name}/samples")
             tk.register_output(f"eval/{name}/samples.txt", samples.out_samples)
             gen = GenerativePerplexityJob(samples.out_samples, ar_checkpoint, ar_config, data["spm_model"])
@@ -141,13 +190,16 @@ def evaluate(data: dict, models: dict) -> dict:
     return results
 
 
-def rescoring(data: dict, models: dict) -> dict:
+def rescoring(data: dict, models: dict, setup: Setup) -> dict:
     """Real n-best lists (espeak-ng + pocketsphinx with a trigram LM on the training text) rescored
     with each LM; λ (LM scale) and β (length reward) tuned on dev, applied to test."""
     nbest, refs = {}, {}
     for part in ("dev", "test"):
         job = DemoNBestJob(
-            data[f"{part}_text_dict"], NBEST_SIZE, lm_text=data["train_text"], max_seqs=ASR_UTTERANCES
+            data[f"{part}_text_dict"],
+            setup.nbest_size,
+            lm_text=data["train_text"],
+            max_seqs=setup.asr_utterances,
         )
         job.add_alias(f"asr/{part}_nbest")
         tk.register_output(f"asr/{part}_nbest.py.gz", job.out_nbest)
@@ -157,7 +209,7 @@ def rescoring(data: dict, models: dict) -> dict:
         scores = {}
         for part in ("dev", "test"):
             job = RescoreNBestJob(
-                nbest[part], checkpoint, config, data["spm_model"], sampling_number=SAMPLING_NUMBER
+                nbest[part], checkpoint, config, data["spm_model"], sampling_number=setup.sampling_number
             )
             job.add_alias(f"asr/{name}/{part}_lm_scores")
             scores[part] = job.out_lm_scores
@@ -176,11 +228,12 @@ def rescoring(data: dict, models: dict) -> dict:
     return wers
 
 
-def py():
-    data = kjv_data()
-    models, learning_rates = train_models(data)
-    perplexities = evaluate(data, models)
-    wers = rescoring(data, models)
+def run_experiment(setup: Setup) -> None:
+    """The whole graph for ``setup``; ``py()`` runs it with the default sizes."""
+    data = kjv_data(setup)
+    models, learning_rates = train_models(data, setup)
+    perplexities = evaluate(data, models, setup)
+    wers = rescoring(data, models, setup)
     report = ExperimentReportJob(
         perplexities,
         wers,
@@ -188,9 +241,13 @@ def py():
         notes=(
             "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
             "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
-            f"{NBEST_SIZE}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev).",
+            f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev).",
         ),
     )
     report.add_alias("report")
     tk.register_output("report.md", report.out_report)
     tk.register_output("report.png", report.out_plot)
+
+
+def py():
+    run_experiment(DEFAULT)

@@ -111,3 +111,27 @@ def test_training_job_hash_ignores_epochs_and_rqmt(fresh_graph, tiny_lm_data):
         "train.txt",
         "dev.ogg.zip",
     }
+
+
+def test_nan_loss_is_a_clear_error_and_leaves_no_checkpoint(fresh_graph, tiny_lm_data):
+    """A learning rate of 1e30 turns the weights to inf after one update; the next loss is non-finite."""
+    config = _lm_config(tiny_lm_data, "ar")
+    returnn_config = lm_returnn_config(
+        config,
+        train_dataset=lm_train_dataset(
+            tk.Path(str(tiny_lm_data.train_text)), tk.Path(str(tiny_lm_data.spm_model))
+        ),
+        dev_dataset=text_ogg_zip_dev_dataset(
+            tk.Path(str(tiny_lm_data.dev_ogg_zip)), tk.Path(str(tiny_lm_data.spm_model))
+        ),
+        learning_rate=1e30,
+        warmup_steps=1,
+        batch_size=400,
+        grad_clip=0.0,
+    )
+    job = ReturnnTrainingJob(returnn_config, num_epochs=1, device="cpu", cpu_rqmt=1)
+    with pytest.raises(RuntimeError):
+        tk.run_job(job)
+    log = open(os.path.join(job._sis_path("work", abspath=True), "returnn.log")).read()
+    assert "non-finite nelbo loss" in log
+    assert not job.out_checkpoints[1].exists() and not job._sis_finished()

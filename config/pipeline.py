@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.returnn import PtCheckpoint, ReturnnConfig, ReturnnTrainingJob
+from jobs.returnn import PtCheckpoint, ReturnnConfig, ReturnnTrainingJob, project_root
 from sisyphus import tk
 
 # The RETURNN config imports the training functions from the project's recipe/. The import line
@@ -20,12 +20,6 @@ def dynamic_learning_rate(*, global_train_step, learning_rate, **_):
     return learning_rate * min(1.0, (global_train_step + 1) / max(1, warmup_steps))
 """
 RETURNN_EPILOG_HASH = "from recipe.returnn_lm import get_model, train_step; linear warmup v1"
-
-
-def project_root() -> str:
-    import os
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def lm_returnn_config(

@@ -12,7 +12,7 @@ import os
 import subprocess
 from typing import Any
 
-from jobs.returnn import PtCheckpoint, ReturnnConfig, _resolve_device, returnn_python
+from jobs.returnn import PtCheckpoint, ReturnnConfig, _resolve_device, project_root, returnn_python
 from sisyphus import Job, Task, tk
 
 FORWARD_EPILOG = """
@@ -21,10 +21,6 @@ sys.path.insert(0, {project_root!r})
 from recipe.returnn_lm import get_model
 from recipe.returnn_scoring import forward_step, forward_callback
 """
-
-
-def _project_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_returnn_forward(
@@ -39,7 +35,7 @@ def run_returnn_forward(
         **config,
     }
     post = {"device": _resolve_device(device), "log": ["./returnn.log"], "log_verbosity": 4}
-    epilog = FORWARD_EPILOG.format(project_root=_project_root())
+    epilog = FORWARD_EPILOG.format(project_root=project_root())
     ReturnnConfig(full, post, python_epilog=epilog).write("returnn.config")
     python = returnn_python()
     env = dict(os.environ)

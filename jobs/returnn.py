@@ -131,6 +131,11 @@ class ReturnnConfig:
         os.replace(path + ".tmp", path)
 
 
+def project_root() -> str:
+    """The directory that holds ``recipe/``: RETURNN configs put it on ``sys.path``."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def returnn_python(explicit: str | tk.Path | None = None) -> str:
     """The Python that runs RETURNN: explicit, else ``gs.RETURNN_PYTHON_EXE``, else this interpreter."""
     return os.fspath(explicit or getattr(gs, "RETURNN_PYTHON_EXE", None) or sys.executable)

@@ -4,9 +4,10 @@ to route tasks by ``rqmt["engine"]`` (``mini_task``s go to ``"short"``).
 The interface a scheduler engine (e.g. Slurm) implements:
 ``start_engine()``, ``stop_engine()``, ``submit(call) -> str`` (engine info for the submit log),
 ``task_state(call, task_id) -> "queue" | "running" | None`` (None: unknown to the engine) and
-``error_reason(call, task_id) -> str | None`` for tasks that the engine saw killed, and
 ``reset_cache()``, called by the manager at the start of every pass (a scheduler engine queries the
-scheduler at most once per pass). ``SlurmEngine`` is in ``sisyphus.slurm_engine``.
+scheduler at most once per pass). A task the scheduler killed gets an ``error.<task>.<id>`` marker
+from the engine whose first line is the scheduler's reason. ``SlurmEngine`` is in
+``sisyphus.slurm_engine``.
 """
 
 from __future__ import annotations
@@ -61,8 +62,6 @@ class EngineBase:
     def task_state(self, call: TaskCall, task_id: int) -> str | None:
         raise NotImplementedError
 
-    def error_reason(self, call: TaskCall, task_id: int) -> str | None:
-        return None
 
     def reset_cache(self) -> None:
         pass
@@ -221,8 +220,6 @@ class EngineSelector(EngineBase):
     def task_state(self, call: TaskCall, task_id: int) -> str | None:
         return self._select(call).task_state(call, task_id)
 
-    def error_reason(self, call: TaskCall, task_id: int) -> str | None:
-        return self._select(call).error_reason(call, task_id)
 
     def reset_cache(self) -> None:
         for engine in self.engine_map.values():

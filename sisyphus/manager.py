@@ -222,8 +222,8 @@ class Manager:
                 if state == State.ERROR:
                     gs.on_job_failure(job)
                 for i in ids:
-                    reason = self.engine.error_reason(self._call(job, task), i) or ""
-                    if not reason and os.path.exists(task.path("error", i)):
+                    reason = ""
+                    if os.path.exists(task.path("error", i)):
                         with open(task.path("error", i), encoding="utf-8", errors="replace") as f:
                             reason = (f.read().strip().splitlines() or [""])[0]
                     self._print(

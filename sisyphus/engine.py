@@ -62,7 +62,6 @@ class EngineBase:
     def task_state(self, call: TaskCall, task_id: int) -> str | None:
         raise NotImplementedError
 
-
     def reset_cache(self) -> None:
         pass
 
@@ -219,7 +218,6 @@ class EngineSelector(EngineBase):
 
     def task_state(self, call: TaskCall, task_id: int) -> str | None:
         return self._select(call).task_state(call, task_id)
-
 
     def reset_cache(self) -> None:
         for engine in self.engine_map.values():

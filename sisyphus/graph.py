@@ -152,5 +152,4 @@ class Graph:
             target.update()
 
 
-
 graph = Graph()

@@ -280,7 +280,8 @@ class Manager:
                         self.submit(job, task, ids)
                         submitted = True
             busy = any(states.get(s) for s in (State.RUNNING, State.QUEUE))
-            if not submitted and not busy and not self._coroutines_progress():
+            grown = len(self.graph.jobs()) != len(jobs)  # update() of a job added new input jobs
+            if not submitted and not busy and not grown and not self._coroutines_progress():
                 stuck = sum(
                     len(states.get(s, []))
                     for s in (State.ERROR, State.RETRY_ERROR, State.INTERRUPTED_NOT_RESUMABLE, State.HOLD)
@@ -291,6 +292,6 @@ class Manager:
                     f"`sis retry <job dir>`."
                 )
                 return 1
-            if submitted:
+            if submitted or grown:
                 continue
             self.engine.wakeup.wait(gs.WAIT_PERIOD_BETWEEN_CHECKS)

@@ -191,3 +191,14 @@ def test_async_config_branches_on_a_computed_value(sis_project):
     """)
     proc = sis_project.sis("m", cfg, "-r", check=True)
     assert (sis_project.root / "output" / "second.txt").read_text() == "xxxabc", proc.stdout
+
+
+def test_update_adds_inputs_once_the_current_ones_exist(sis_project):
+    cfg = sis_project.write_config("""
+        from sisyphus import tk
+        from recipe.toy import GrowJob, SleepJob
+        def py():
+            tk.register_output("grown.txt", GrowJob(SleepJob("ab", sleep=0).length).out)
+    """)
+    proc = sis_project.sis("m", cfg, "-r", check=True)
+    assert (sis_project.root / "output" / "grown.txt").read_text() == "yy!", proc.stdout

@@ -100,3 +100,19 @@ class PidJob(Job):
         time.sleep(self.sleep)
         with open(self.out.get_path(), "w") as f:
             f.write(self.name)
+
+
+class GrowJob(Job):
+    """Adds an input in ``update()`` once its first input exists: a SleepJob named by that input's value."""
+
+    def __init__(self, length):
+        self.length = length
+        self.extra = None
+        self.out = self.output_path("out.txt")
+
+    def update(self):
+        self.extra = SleepJob("y" * self.length.get(), sleep=0).out
+
+    def run(self):
+        with open(self.out.get_path(), "w") as f:
+            f.write(open(self.extra.get_path()).read() + "!")

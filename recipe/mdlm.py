@@ -75,7 +75,9 @@ class MDLM(CheckedLoadMixin):
         self.antithetic = antithetic
         self.time_conditioning = backbone.time_conditioning
         self.backbone = DiT(backbone)
-        self.register_buffer("noise_clip", torch.tensor([sampling_eps, 1.0]))
+        self.register_buffer(
+            "noise_clip", torch.tensor([sampling_eps, 1.0]), persistent=False
+        )  # from the config
 
     def config_summary(self) -> str:
         c = self.backbone.cfg
@@ -85,7 +87,7 @@ class MDLM(CheckedLoadMixin):
         )
 
     def set_noise_clip(self, low: float, high: float) -> None:
-        """Training draws t ~ U[low, high] (clipped schedule); checkpointed with the model."""
+        """Training draws t ~ U[low, high] (clipped schedule); set from the LM config, not from checkpoints."""
         scale_to_range(torch.zeros(1), low, high)
         self.noise_clip.copy_(torch.tensor([low, high]))
 

@@ -4,7 +4,9 @@ The config defines ``lm_config`` (the plain dict of ``lm_models.build_model``) a
 ``get_model`` and ``train_step`` from here. ``train_step`` reports the summed NELBO (diffusion)
 or NLL (AR) of the batch with ``custom_inv_norm_factor`` = number of tokens, so RETURNN's scores
 (and its learning-rate file, ``dev_loss_nelbo``) are nats per token and exp(score) is the
-(bound on the) perplexity. EMA weights, when configured, are updated at every training step.
+(bound on the) perplexity. Training draws t from the model's (possibly clipped) noise range; dev
+scores always use the full range [sampling_eps, 1], so they are NELBO bounds comparable across
+trainings. EMA weights, when configured, are updated at every training step.
 """
 
 from __future__ import annotations
@@ -73,7 +75,16 @@ def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     ema = getattr(model, "ema", None)
     if ema is not None and ctx.train_flag:
         ema.update(model)  # the average of the weights as they were after the previous update
-    total, num_tokens = lm_models.loss(model, tokens, lengths)
+    clip = getattr(model, "noise_clip", None)
+    if clip is not None and not ctx.train_flag:
+        saved = clip.clone()
+        clip.copy_(torch.tensor([model.schedule.eps, 1.0]))  # evaluate the full-range NELBO
+        try:
+            total, num_tokens = lm_models.loss(model, tokens, lengths)
+        finally:
+            clip.copy_(saved)
+    else:
+        total, num_tokens = lm_models.loss(model, tokens, lengths)
     if not torch.isfinite(total):
         raise FloatingPointError(
             f"non-finite {LOSS_NAME} loss ({total.item()}) on a batch of {tokens.shape[0]} sequences; "

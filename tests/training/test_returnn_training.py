@@ -58,7 +58,7 @@ def test_mdlm_training_then_bd3lm_finetuning(fresh_graph, tiny_lm_data):
     assert best.out_epoch.get() in (1, 2) and best.out_checkpoint.exists()
 
     # BD3-LM (L'=4) initialised from the MDLM checkpoint
-    bd3_config = _lm_config(tiny_lm_data, "bd3lm", block_size=4)
+    bd3_config = _lm_config(tiny_lm_data, "bd3lm", block_size=4, noise_clip=(0.5, 1.0))
     finetune = ReturnnTrainingJob(
         _returnn_config(tiny_lm_data, bd3_config, preload_checkpoint=best.out_checkpoint),
         num_epochs=1,
@@ -69,8 +69,20 @@ def test_mdlm_training_then_bd3lm_finetuning(fresh_graph, tiny_lm_data):
     log = open(os.path.join(finetune._sis_path("work", abspath=True), "returnn.log")).read()
     assert "Pre-load weights for key 'init'" in log and "checkpoint.pt" in log
     assert finetune.out_checkpoints[1].exists()
+    # the clipped range comes from the config, never from a (preloaded) checkpoint
+    assert (
+        "noise_clip"
+        not in torch.load(finetune.out_checkpoints[1].path.get_path(), weights_only=False)["model"]
+    )
     first_dev = read_learning_rates(finetune.out_learning_rates.get_path())[1]["error"]["dev_loss_nelbo"]
     assert first_dev < 10
+
+
+def test_preloading_mdlm_weights_keeps_the_configured_noise_clip(tiny_lm_data):
+    mdlm = lm_models.build_model(_lm_config(tiny_lm_data, "mdlm"))
+    bd3 = lm_models.build_model(_lm_config(tiny_lm_data, "bd3lm", block_size=4, noise_clip=(0.5, 1.0)))
+    bd3.load_state_dict(mdlm.state_dict(), strict=True)  # what RETURNN's preload_from_files does
+    assert bd3.noise_clip.tolist() == [0.5, 1.0]
 
 
 def test_mismatching_preload_is_a_clear_error(fresh_graph, tiny_lm_data, tmp_path):

@@ -14,6 +14,7 @@ import inspect
 import logging
 import os
 import pickle
+import shutil
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -296,3 +297,13 @@ def load_job(job_dir: str) -> Job:
     """Unpickle ``job.save`` of a job directory."""
     with gzip.open(os.path.join(job_dir, gs.JOB_SAVE), "rb") as f:
         return pickle.load(f)
+
+
+def move_aside(job_dir: str) -> str:
+    """Rename ``job_dir`` to ``<job_dir>.cleared.NNNN`` (first free number); returns the new name."""
+    n = 1
+    while os.path.exists(f"{job_dir}.cleared.{n:04d}"):
+        n += 1
+    new = f"{job_dir}.cleared.{n:04d}"
+    shutil.move(job_dir, new)
+    return new

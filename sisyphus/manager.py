@@ -9,7 +9,6 @@ done, or when nothing can make progress (errors, non-resumable interrupts).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections import defaultdict
@@ -18,7 +17,7 @@ from typing import Any, TextIO
 from sisyphus import global_settings as gs
 from sisyphus.engine import EngineBase, TaskCall, worker_command
 from sisyphus.graph import Graph, _symlink
-from sisyphus.job import Job
+from sisyphus.job import Job, move_aside
 from sisyphus.task import State, Task
 
 # what a job's state is when its task ids are in several states: the first that occurs wins
@@ -43,16 +42,6 @@ _SUMMARY_ORDER = [
     State.WAITING,
     State.FINISHED,
 ]
-
-
-def move_aside(job_dir: str) -> str:
-    """Rename ``job_dir`` to ``<job_dir>.cleared.NNNN`` (first free number); returns the new name."""
-    n = 1
-    while os.path.exists(f"{job_dir}.cleared.{n:04d}"):
-        n += 1
-    new = f"{job_dir}.cleared.{n:04d}"
-    shutil.move(job_dir, new)
-    return new
 
 
 class Manager:

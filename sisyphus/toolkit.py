@@ -4,13 +4,12 @@ package-relative paths, wait for results in async configs, run jobs from Python)
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Generator
 from typing import Any
 
 from sisyphus import global_settings as gs
 from sisyphus.graph import OutputTarget, ReportTarget, WaitTarget, graph
-from sisyphus.job import Job, extract_paths
+from sisyphus.job import Job, extract_paths, move_aside
 from sisyphus.job import load_job as _load_job
 from sisyphus.job_path import Path, Variable, VariableNotSet
 
@@ -126,7 +125,7 @@ def run_job(job: Job, task_name: str | None = None, task_id: int | None = None) 
 
 
 def remove_job_and_descendants(job_dir: str) -> list[str]:
-    """Move ``job_dir`` and every job directory whose ``input/`` links to it aside (``.cleared``)."""
+    """Move ``job_dir`` and every job directory whose ``input/`` links to it aside (``.cleared.NNNN``)."""
     work = os.path.join(gs.BASE_DIR, gs.WORK_DIR)
     removed: list[str] = []
     todo = [os.path.realpath(job_dir)]
@@ -142,5 +141,5 @@ def remove_job_and_descendants(job_dir: str) -> list[str]:
                         todo.append(os.path.dirname(root))
                 dirs[:] = []
     for d in removed:
-        shutil.move(d, f"{d}.cleared.removed")
+        move_aside(d)
     return removed

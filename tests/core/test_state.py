@@ -136,3 +136,19 @@ def test_state_scan_is_fast_enough_for_display(fresh_graph):
     start = time.time()
     states = Manager(graph, engine=LocalEngine(cpus=1), quiet=True).scan()
     assert len(states[State.FINISHED]) == 200, time.time() - start
+
+
+def test_remove_job_and_descendants_moves_the_subgraph_aside(fresh_graph):
+    toy = _toy()
+    a = toy.SleepJob("a", sleep=0)
+    b = toy.SleepJob("b", inputs=[a.out], sleep=0)
+    c = toy.SleepJob("c", inputs=[b.out], sleep=0)
+    other = toy.SleepJob("other", sleep=0)
+    for job in (a, b, c, other):
+        tk.run_job(job)
+    removed = tk.remove_job_and_descendants(b._sis_path(abspath=True))
+    assert sorted(removed) == sorted([b._sis_path(abspath=True), c._sis_path(abspath=True)])
+    for job in (b, c):
+        assert not os.path.exists(job._sis_path(abspath=True))
+        assert os.path.isdir(job._sis_path(abspath=True) + ".cleared.0001")
+    assert os.path.isdir(a._sis_path(abspath=True)) and os.path.isdir(other._sis_path(abspath=True))

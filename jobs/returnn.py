@@ -23,7 +23,7 @@ from sisyphus import Job, Task, gs, tk
 from sisyphus.hash import sis_hash_helper
 
 
-def _instanciate_paths(obj: Any) -> Any:
+def instanciate_paths(obj: Any) -> Any:
     """A copy of ``obj`` with every ``tk.Variable`` replaced by its value and every ``tk.Path`` by its
     absolute path string (used when the config file is written, i.e. once all inputs exist)."""
     if isinstance(obj, tk.Variable):
@@ -33,9 +33,9 @@ def _instanciate_paths(obj: Any) -> Any:
     if isinstance(obj, PtCheckpoint):
         return obj.path.get_path()
     if isinstance(obj, dict):
-        return {k: _instanciate_paths(v) for k, v in obj.items()}
+        return {k: instanciate_paths(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_instanciate_paths(v) for v in obj)
+        return type(obj)(instanciate_paths(v) for v in obj)
     return obj
 
 
@@ -106,7 +106,7 @@ class ReturnnConfig:
 
     def serialize(self) -> str:
         """The config file's text: ``#!rnn.py``, prolog, one ``key = value`` per entry, epilog."""
-        merged = _instanciate_paths({**self.config, **self.post_config})
+        merged = instanciate_paths({**self.config, **self.post_config})
         keys = sorted(merged) if self.sort_config else list(merged)
         lines = ["#!rnn.py", ""]
         if self.python_prolog:

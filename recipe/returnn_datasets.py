@@ -7,18 +7,25 @@ calls ``orth_vocab.get_seq`` only), so EOS comes from the vocabulary: ``Sentence
 ``add_eos=True``; the ``OggZipDataset`` targets use the same vocabulary, so train (``LmDataset``) and
 dev (ogg zip in a ``MetaDataset``) deliver identical ids for the same sentence.
 
-Paths may be ``str`` or path-like (e.g. ``tk.Path``); they are stored as ``str``.
+Paths may be ``str``, ``pathlib`` paths (stored as ``str``) or workflow paths such as ``tk.Path``,
+which are kept as they are: they make the dataset's files inputs of the job whose config holds the
+dict, and are written as absolute paths when that config file is written.
 """
 
 import os
+import pathlib
 from typing import Any
 
 PathLike = str | os.PathLike
 
 
+def _path(path: PathLike) -> Any:
+    return str(path) if isinstance(path, pathlib.PurePath) else path
+
+
 def spm_vocab(spm_model: PathLike, *, add_eos: bool = True) -> dict[str, Any]:
     """RETURNN vocabulary options for a SentencePiece model (``Vocabulary.create_vocab`` kwargs)."""
-    return {"class": "SentencePieces", "model_file": spm_model, "add_eos": add_eos}
+    return {"class": "SentencePieces", "model_file": _path(spm_model), "add_eos": add_eos}
 
 
 def lm_train_dataset(
@@ -30,7 +37,7 @@ def lm_train_dataset(
     """
     return {
         "class": "LmDataset",
-        "corpus_file": text_file,
+        "corpus_file": _path(text_file),
         "orth_vocab": spm_vocab(spm_model),
         "seq_end_symbol": None,
         "unknown_symbol": None,
@@ -62,7 +69,7 @@ def text_ogg_zip_dev_dataset(
     """
     ogg_zip_opts: dict[str, Any] = {
         "class": "OggZipDataset",
-        "path": ogg_zip,
+        "path": _path(ogg_zip),
         "resolve_symlink_for_name": True,  # member name from the real file, not e.g. output/dev.ogg.zip
         "audio": None,
         "targets": spm_vocab(spm_model),

@@ -7,6 +7,7 @@ from returnn.datasets import init_dataset
 
 from jobs.corpus import KjvCorpusJob, SplitCorpusJob, TextFileCorpusJob
 from jobs.librispeech import DownloadLibriSpeechLmCorpusJob, DownloadLibriSpeechTranscriptionsJob
+from jobs.returnn import instanciate_paths
 from jobs.returnn_data import TextDictToOggZipJob
 from jobs.sentencepiece import (
     ApplySentencePieceToTextJob,
@@ -38,8 +39,8 @@ def run(*jobs) -> None:
 
 
 def all_seqs(opts: dict, epochs: int = 1) -> dict[str, list[int]]:
-    """``{tag: ids}`` over ``epochs`` (sub-)epochs of a RETURNN dataset."""
-    dataset = init_dataset(opts)
+    """``{tag: ids}`` over ``epochs`` (sub-)epochs of a RETURNN dataset (its tk.Paths resolved as in a config)."""
+    dataset = init_dataset(instanciate_paths(opts))
     seqs: dict[str, list[int]] = {}
     for epoch in range(1, epochs + 1):
         dataset.init_seq_order(epoch=epoch)

@@ -105,9 +105,9 @@ def lm_config(kind: str, setup: Setup = DEFAULT, **extra) -> dict:
     }
 
 
-def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object]], dict[str, tk.Path]]:
-    """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and their
-    learning-rate files."""
+def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object]], dict[str, list[tk.Path]]]:
+    """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and the
+    learning-rate files of each model's training stages in order (BD3-LM: MDLM, full range, clipped)."""
     models, learning_rates = {}, {}
     for name, config in (("ar", lm_config("ar", setup)), ("mdlm", lm_config("mdlm", setup))):
         job = train_lm(
@@ -121,7 +121,7 @@ def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object
         best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
         best.add_alias(f"lm/{name}/best")
         models[name] = (config, best.out_checkpoint)
-        learning_rates[name] = job.out_learning_rates
+        learning_rates[name] = [job.out_learning_rates]
 
     mdlm_checkpoint = models["mdlm"][1]
     for block_size in setup.block_sizes:
@@ -165,7 +165,7 @@ def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object
         best = GetBestPtCheckpointJob(stage2.out_model_dir, stage2.out_learning_rates, key="dev_loss_nelbo")
         best.add_alias(f"lm/{name}/best")
         models[name] = (lm_config("bd3lm", setup, block_size=block_size), best.out_checkpoint)
-        learning_rates[name] = stage2.out_learning_rates
+        learning_rates[name] = [*learning_rates["mdlm"], stage1.out_learning_rates, stage2.out_learning_rates]
     return models, learning_rates
 
 

@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.returnn import instanciate_paths
 from sisyphus import Job, Task, tk
-
-
-def _values(obj: Any) -> Any:
-    """``obj`` with every ``tk.Variable`` replaced by its value and every ``tk.Path`` by its path."""
-    if isinstance(obj, tk.Variable):
-        return obj.get()
-    if isinstance(obj, tk.Path):
-        return obj.get_path()
-    if isinstance(obj, dict):
-        return {k: _values(v) for k, v in obj.items()}
-    return obj
 
 
 class ExperimentReportJob(Job):
@@ -23,15 +13,15 @@ class ExperimentReportJob(Job):
     test perplexities and test WERs.
 
     ``perplexities``: {model: {"test_ppl": Variable, "test_nelbo": Variable, "gen_ppl_under_ar": Variable}};
-    ``wers``: {system: {"dev": Variable, "test": Variable}}; ``learning_rates``: {model: RETURNN
-    learning-rate file}; ``notes``: extra markdown lines (e.g. what the numbers mean).
+    ``wers``: {system: {"dev": Variable, "test": Variable}}; ``learning_rates``: {model: [RETURNN
+    learning-rate file of each training stage]}; ``notes``: extra markdown lines.
     """
 
     def __init__(
         self,
         perplexities: dict[str, dict[str, Any]],
         wers: dict[str, dict[str, Any]],
-        learning_rates: dict[str, tk.Path],
+        learning_rates: dict[str, list[tk.Path]],
         notes: tuple[str, ...] = (),
     ) -> None:
         self.perplexities = perplexities
@@ -47,7 +37,11 @@ class ExperimentReportJob(Job):
     def run(self) -> None:
         from recipe.report import perplexity_section, plot_report, wer_section
 
-        ppl, wers, lrs = _values(self.perplexities), _values(self.wers), _values(self.learning_rates)
+        ppl, wers, lrs = (
+            instanciate_paths(self.perplexities),
+            instanciate_paths(self.wers),
+            instanciate_paths(self.learning_rates),
+        )
         plot_report(ppl, lrs, wers, self.out_plot.get_path())
         text = [
             "# Diffusion LMs for ASR: experiment report",

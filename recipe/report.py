@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recipe.learning_rates import read_learning_rates, score_series
@@ -42,21 +42,29 @@ def wer_section(wers: Mapping[str, Mapping[str, Any]]) -> str:
 
 def plot_report(
     perplexities: Mapping[str, Mapping[str, Any]],
-    learning_rates: Mapping[str, str],
+    learning_rates: Mapping[str, Sequence[str]],
     wers: Mapping[str, Mapping[str, Any]],
     png: str,
 ) -> None:
-    """Three panels: dev score per epoch, test perplexity per model, test WER per system."""
+    """Three panels: dev score per epoch over all of a model's training stages (``learning_rates``:
+    {model: [learning-rate file per stage]}), test perplexity per model, test WER per system."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
-    for name, path in learning_rates.items():
-        series = score_series(read_learning_rates(path), "dev_loss_nelbo")
+    # longer histories first, so that a pretraining curve stays visible on top of its continuations
+    for name, stages in sorted(learning_rates.items(), key=lambda kv: -len(kv[1])):
+        series, offset = [], 0
+        for path in stages:  # stages continue each other's epochs (BD3-LM after its MDLM pretraining)
+            stage = score_series(read_learning_rates(path), "dev_loss_nelbo")
+            series += [(offset + e, v) for e, v in stage]
+            offset += max((e for e, _ in stage), default=0)
         axes[0].plot([e for e, _ in series], [v for _, v in series], marker="o", label=name)
-    axes[0].set(title="dev NELBO / NLL per epoch", xlabel="epoch", ylabel="nats per token")
+    axes[0].set(
+        title="dev NELBO / NLL per epoch (all training stages)", xlabel="epoch", ylabel="nats per token"
+    )
     axes[0].legend(fontsize=8)
     names = list(perplexities)
     axes[1].bar(names, [perplexities[n].get("test_ppl") or 0.0 for n in names], color="tab:blue")

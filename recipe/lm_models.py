@@ -143,6 +143,8 @@ def load_checkpoint(
     state = state.get("model", state) if isinstance(state, dict) else state
     if not isinstance(state, Mapping):
         raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} holds no state dict")
+    # earlier checkpoints stored the training noise range; it comes from the config now
+    state = {k: v for k, v in state.items() if k != "noise_clip"}
     has_ema = any(k.startswith("ema.") for k in state)
     if has_ema and not hasattr(model, "ema"):
         model.ema = ExponentialMovingAverage(model, 0.5)

@@ -7,7 +7,7 @@ test with and without variance reduction (shared noise across an utterance's hyp
 draws), tunes λ/β on dev, and reports the test WER averaged over seeds. Target: the WER at K = 30 is
 reached with K <= 3 (with variance reduction).
 
-Run: `.venv/bin/python bench/rescoring.py [--seeds 3]`.
+Run: `.venv/bin/python bench/rescoring.py [--seeds 3] [--part speed|wer|all]`.
 """
 
 from __future__ import annotations
@@ -77,15 +77,8 @@ def score(model, nbest: dict, spm: str, k: int, reduce_variance: bool, seed: int
     return scores
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    models, parts, spm = load_inputs()
-    (dev_nbest, dev_refs), (test_nbest, test_refs) = parts["dev"], parts["test"]
+def print_speed(models: dict, test_nbest: dict, spm: str) -> None:
     num_hyps = sum(map(len, test_nbest.values()))
-
     print(
         f"## Rescoring speed (test n-best: {len(test_nbest)} utterances, {num_hyps} hypotheses, CPU "
         f"{torch.get_num_threads()} threads)\n"
@@ -95,11 +88,13 @@ def main() -> None:
         k = 1 if config["kind"] == "ar" else exp.DEFAULT.sampling_number
         start = time.perf_counter()
         score(model, test_nbest, spm, k, True, 0)
-        print(
-            f"| {name} | {k if config['kind'] != 'ar' else 'exact'} | {num_hyps / (time.perf_counter() - start):.0f} |"
-        )
+        rate = num_hyps / (time.perf_counter() - start)
+        print(f"| {name} | {k if config['kind'] != 'ar' else 'exact'} | {rate:.0f} |")
 
-    print(f"\n## Test WER (%) vs. ELBO samples, mean over {args.seeds} seeds (λ, β tuned on dev per run)\n")
+
+def print_wer(models: dict, parts: dict, spm: str, seeds: int) -> None:
+    (dev_nbest, dev_refs), (test_nbest, test_refs) = parts["dev"], parts["test"]
+    print(f"\n## Test WER (%) vs. ELBO samples, mean over {seeds} seeds (λ, β tuned on dev per run)\n")
     first = evaluate_rescoring(
         test_nbest, {t: [0.0] * len(h) for t, h in test_nbest.items()}, test_refs, 0, 0
     )
@@ -113,7 +108,7 @@ def main() -> None:
         for k in SAMPLING_NUMBERS:
             for vr in (True, False):
                 wers = []
-                for seed in range(args.seeds):
+                for seed in range(seeds):
                     dev_scores = score(model, dev_nbest, spm, k, vr, seed)
                     test_scores = score(model, test_nbest, spm, k, vr, 1000 + seed)
                     tuned = tune_scales(dev_nbest, dev_scores, dev_refs)
@@ -122,7 +117,20 @@ def main() -> None:
                     )
                     wers.append(result["rescored"].wer)
                 cells.append(f"{sum(wers) / len(wers):.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--part", choices=("speed", "wer", "all"), default="all")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    models, parts, spm = load_inputs()
+    if args.part in ("speed", "all"):
+        print_speed(models, parts["test"][0], spm)
+    if args.part in ("wer", "all"):
+        print_wer(models, parts, spm, args.seeds)
 
 
 if __name__ == "__main__":

@@ -116,7 +116,9 @@ class SampleLmJob(Job):
         if kind == "bd3lm":
             samples = sampling.sample_bd3lm(model, self.num_samples, self.max_len, **common)
         elif kind == "mdlm":
-            samples = sampling.sample_mdlm(model, self.num_samples, self.max_len, num_steps=self.num_steps, **common)
+            samples = sampling.sample_mdlm(
+                model, self.num_samples, self.max_len, num_steps=self.num_steps, **common
+            )
         else:
             samples = sampling.sample_ar(model, self.num_samples, self.max_len, **common)
         sp = load_sentencepiece(self.spm_model)
@@ -130,7 +132,9 @@ class SampleLmJob(Job):
 class GenerativePerplexityJob(Job):
     """Perplexity of sample texts under a scoring LM (usually the AR baseline): exp(−Σ log p / Σ tokens)."""
 
-    def __init__(self, samples: tk.Path, checkpoint: PtCheckpoint, lm_config: dict[str, Any], spm_model: tk.Path):
+    def __init__(
+        self, samples: tk.Path, checkpoint: PtCheckpoint, lm_config: dict[str, Any], spm_model: tk.Path
+    ):
         self.samples = samples
         self.checkpoint = checkpoint
         self.lm_config = lm_config

@@ -43,6 +43,20 @@ class SpmData:
     tokens: torch.Tensor
     lengths: torch.Tensor
 
+    def lm_config(self, kind: str, **extra) -> dict:
+        """A tiny LM config for this vocabulary (``block_size`` 4 for bd3lm unless given)."""
+        cfg = {
+            "kind": kind,
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+            "max_seq_len": 32,
+            "preset": "tiny",
+            "dropout": 0.0,
+        }
+        if kind == "bd3lm":
+            cfg["block_size"] = 4
+        return {**cfg, **extra}
+
     def batch(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = self.lengths[rows]
         return self.tokens[rows, : int(lengths.max())].clone(), lengths.clone()
@@ -79,15 +93,7 @@ def train_tiny(spm_data: SpmData, kind: str, steps: int = 100, **extra) -> torch
     from recipe.lm_models import build_model, loss
 
     torch.manual_seed(0)
-    cfg = {
-        "kind": kind,
-        "vocab_size": spm_data.vocab_size,
-        "eos_id": spm_data.eos_id,
-        "max_seq_len": 32,
-        "preset": "tiny",
-        "dropout": 0.0,
-    }
-    model = build_model({**cfg, **extra})
+    model = build_model(spm_data.lm_config(kind, **extra))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     rows = list(range(len(SENTENCES)))

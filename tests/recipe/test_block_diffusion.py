@@ -16,18 +16,6 @@ from recipe.lm_models import build_model
 from recipe.mdlm import MDLM
 
 
-def _cfg(spm_data, kind: str, **extra) -> dict:
-    cfg = {
-        "kind": kind,
-        "vocab_size": spm_data.vocab_size,
-        "eos_id": spm_data.eos_id,
-        "max_seq_len": 32,
-        "preset": "tiny",
-        "dropout": 0.0,
-    }
-    return {**cfg, **extra}
-
-
 def _perturb_time_conditioning(model: torch.nn.Module) -> None:
     """adaLN starts at zero (sigma has no effect); give it weights so that sigma matters."""
     g = torch.Generator().manual_seed(11)
@@ -65,9 +53,9 @@ def test_mask_matches_brute_force_rules(length: int, block: int) -> None:
 
 def test_full_block_equals_mdlm_on_same_noise(spm_data) -> None:
     torch.manual_seed(0)
-    mdlm = build_model(_cfg(spm_data, "mdlm", time_conditioning=True))
+    mdlm = build_model(spm_data.lm_config("mdlm", time_conditioning=True))
     _perturb_time_conditioning(mdlm)
-    bd3 = build_model(_cfg(spm_data, "bd3lm", time_conditioning=True, block_size=32))
+    bd3 = build_model(spm_data.lm_config("bd3lm", time_conditioning=True, block_size=32))
     bd3.load_state_dict(mdlm.state_dict(), strict=True)
     mdlm.eval(), bd3.eval()
     x0, lengths = spm_data.batch([0, 1, 2, 3])
@@ -84,7 +72,7 @@ def test_full_block_equals_mdlm_on_same_noise(spm_data) -> None:
 
 def test_blocks_only_see_earlier_clean_blocks(spm_data) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(spm_data, "bd3lm", block_size=4)).eval()
+    model = build_model(spm_data.lm_config("bd3lm", block_size=4)).eval()
     x0, lengths = spm_data.batch([1, 2])
     x0 = x0.masked_fill(x0 < 0, 0)
     t = torch.full((2, 7), 0.6)
@@ -101,7 +89,7 @@ def test_blocks_only_see_earlier_clean_blocks(spm_data) -> None:
 
 def test_internal_padding_to_block_multiple(spm_data) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(spm_data, "bd3lm", block_size=8)).eval()
+    model = build_model(spm_data.lm_config("bd3lm", block_size=8)).eval()
     x0, lengths = spm_data.batch([0, 2, 3])
     x0 = x0.masked_fill(x0 < 0, 0)
     assert x0.shape[1] % 8 != 0
@@ -117,11 +105,11 @@ def test_internal_padding_to_block_multiple(spm_data) -> None:
 
 def test_block_size_must_divide_max_seq_len(spm_data) -> None:
     with pytest.raises(ValueError, match="divisible by block_size"):
-        build_model(_cfg(spm_data, "bd3lm", block_size=5))
+        build_model(spm_data.lm_config("bd3lm", block_size=5))
 
 
 def test_per_block_t_is_antithetic_over_batch_and_blocks(spm_data) -> None:
-    model = build_model(_cfg(spm_data, "bd3lm", block_size=4))
+    model = build_model(spm_data.lm_config("bd3lm", block_size=4))
     t = model.draw_t(3, 5, torch.Generator().manual_seed(1), torch.device("cpu"), 0.5, 1.0)
     assert t.shape == (3, 5)
     gaps = torch.diff(torch.sort(t.flatten()).values)
@@ -130,14 +118,14 @@ def test_per_block_t_is_antithetic_over_batch_and_blocks(spm_data) -> None:
 
 
 def test_resample_keeps_block_mask_fractions_in_clip_range(spm_data) -> None:
-    model = build_model(_cfg(spm_data, "bd3lm", block_size=4, resample=True))
+    model = build_model(spm_data.lm_config("bd3lm", block_size=4, resample=True))
     lengths = torch.full((64,), 32)
     g = torch.Generator().manual_seed(0)
     t = model.draw_t(64, 8, g, torch.device("cpu"), 0.45, 0.95)
     mask = model.draw_mask(t, lengths, 32, g, (0.45, 0.95))
     frac = mask.float().view(64, 8, 4).mean(-1)
     assert bool(((frac >= 0.45) & (frac <= 0.95)).all())
-    plain = build_model(_cfg(spm_data, "bd3lm", block_size=4))
+    plain = build_model(spm_data.lm_config("bd3lm", block_size=4))
     raw = plain.draw_mask(t, lengths, 32, torch.Generator().manual_seed(0), (0.45, 0.95))
     raw_frac = raw.float().view(64, 8, 4).mean(-1)
     assert not bool(((raw_frac >= 0.45) & (raw_frac <= 0.95)).all())
@@ -153,7 +141,7 @@ def test_clip_candidates() -> None:
 
 def test_var_min_search_picks_lowest_variance_clip(spm_data) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(spm_data, "bd3lm", block_size=4))
+    model = build_model(spm_data.lm_config("bd3lm", block_size=4))
     assert isinstance(model, BD3LM) and isinstance(model, MDLM)
     model.train()
     batches = [spm_data.batch(list(range(0, 10))), spm_data.batch(list(range(10, 20)))]

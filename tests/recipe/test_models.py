@@ -11,20 +11,6 @@ from recipe.ema import ExponentialMovingAverage
 from recipe.lm_models import build_model, load_checkpoint, loss
 
 
-def _cfg(spm_data, kind: str, **extra) -> dict:
-    cfg = {
-        "kind": kind,
-        "vocab_size": spm_data.vocab_size,
-        "eos_id": spm_data.eos_id,
-        "max_seq_len": 32,
-        "preset": "tiny",
-        "dropout": 0.0,
-    }
-    if kind == "bd3lm":
-        cfg["block_size"] = 4
-    return {**cfg, **extra}
-
-
 def test_tiny_preset_size_and_small_preset_dims() -> None:
     tiny = DiT(DiTConfig(input_size=1001, output_size=1000, hidden=64, n_blocks=2, n_heads=4, cond_dim=32))
     assert 100_000 < count_parameters(tiny) < 1_000_000
@@ -113,7 +99,7 @@ def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
     """Loss on fixed evaluation noise halves within 150 steps on 4 sentences (x4 copies per batch:
     MDLM's 1/t-weighted loss is too noisy to memorise from 4 rows at a time)."""
     torch.manual_seed(0)
-    model = build_model(_cfg(spm_data, kind))
+    model = build_model(spm_data.lm_config(kind))
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     tokens, lengths = spm_data.batch([0, 1, 2, 3])
     tokens, lengths = tokens.repeat(4, 1), lengths.repeat(4)
@@ -139,17 +125,17 @@ def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
 
 def test_build_model_rejects_bad_configs(spm_data) -> None:
     with pytest.raises(ValueError, match="unknown keys"):
-        build_model(_cfg(spm_data, "ar", block_size=4))
+        build_model(spm_data.lm_config("ar", block_size=4))
     with pytest.raises(ValueError, match="kind"):
-        build_model(_cfg(spm_data, "gpt"))
+        build_model(spm_data.lm_config("gpt"))
     with pytest.raises(ValueError, match="block_size"):
-        build_model({k: v for k, v in _cfg(spm_data, "bd3lm").items() if k != "block_size"})
+        build_model({k: v for k, v in spm_data.lm_config("bd3lm").items() if k != "block_size"})
     with pytest.raises(ValueError, match="preset"):
-        build_model(_cfg(spm_data, "mdlm", preset="huge"))
+        build_model(spm_data.lm_config("mdlm", preset="huge"))
 
 
 def test_batch_contract_errors(spm_data) -> None:
-    model = build_model(_cfg(spm_data, "mdlm"))
+    model = build_model(spm_data.lm_config("mdlm"))
     tokens, lengths = spm_data.batch([0, 1])
     with pytest.raises(ValueError, match="lengths"):
         loss(model, tokens, lengths + 100)
@@ -163,31 +149,31 @@ def test_batch_contract_errors(spm_data) -> None:
 
 
 def test_checkpoint_config_mismatch_names_both(spm_data, tmp_path) -> None:
-    model = build_model(_cfg(spm_data, "bd3lm"))
+    model = build_model(spm_data.lm_config("bd3lm"))
     path = tmp_path / "epoch.001.pt"
     torch.save({"model": model.state_dict(), "epoch": 1}, path)
     with pytest.raises(ValueError, match="epoch.001.pt") as err:
-        load_checkpoint(_cfg(spm_data, "bd3lm", vocab_size=70), path)
+        load_checkpoint(spm_data.lm_config("bd3lm", vocab_size=70), path)
     assert "61" in str(err.value) and "71" in str(err.value) and "vocab_size=70" in str(err.value)
     with pytest.raises(ValueError, match=r"n_blocks=2 \(checkpoint\) vs 1 \(config\)"):
-        load_checkpoint(_cfg(spm_data, "bd3lm", n_blocks=1), path)
-    deeper = build_model(_cfg(spm_data, "bd3lm", n_blocks=3))
+        load_checkpoint(spm_data.lm_config("bd3lm", n_blocks=1), path)
+    deeper = build_model(spm_data.lm_config("bd3lm", n_blocks=3))
     with pytest.raises(ValueError, match=r"n_blocks=3 \(checkpoint\) vs 2 \(config\)"):
-        build_model(_cfg(spm_data, "bd3lm")).load_state_dict(deeper.state_dict(), strict=False)
+        build_model(spm_data.lm_config("bd3lm")).load_state_dict(deeper.state_dict(), strict=False)
 
 
 def test_mdlm_checkpoint_initialises_bd3lm(spm_data, tmp_path) -> None:
-    mdlm = build_model(_cfg(spm_data, "mdlm", ema_decay=0.9))
+    mdlm = build_model(spm_data.lm_config("mdlm", ema_decay=0.9))
     path = tmp_path / "mdlm.pt"
     torch.save({"model": mdlm.state_dict()}, path)
-    bd3 = load_checkpoint(_cfg(spm_data, "bd3lm", ema_decay=0.9), path, use_ema=False)
+    bd3 = load_checkpoint(spm_data.lm_config("bd3lm", ema_decay=0.9), path, use_ema=False)
     for key, value in mdlm.state_dict().items():
         assert torch.equal(bd3.state_dict()[key], value), key
 
 
 def test_ema_math_state_dict_and_use_in_loading(spm_data, tmp_path) -> None:
     torch.manual_seed(0)
-    model = build_model(_cfg(spm_data, "ar", ema_decay=0.5))
+    model = build_model(spm_data.lm_config("ar", ema_decay=0.5))
     assert isinstance(model, ARLM) and isinstance(model.ema, ExponentialMovingAverage)
     w = model.backbone.embed.weight
     w0 = w.detach().clone()
@@ -204,16 +190,16 @@ def test_ema_math_state_dict_and_use_in_loading(spm_data, tmp_path) -> None:
     assert not any(n.startswith("ema.") for n, _ in model.named_parameters())
     path = tmp_path / "ar.pt"
     torch.save({"model": model.state_dict()}, path)
-    loaded = load_checkpoint(_cfg(spm_data, "ar"), path, use_ema=True)
+    loaded = load_checkpoint(spm_data.lm_config("ar"), path, use_ema=True)
     assert torch.allclose(loaded.backbone.embed.weight, shadow)
-    raw = load_checkpoint(_cfg(spm_data, "ar"), path, use_ema=False)
+    raw = load_checkpoint(spm_data.lm_config("ar"), path, use_ema=False)
     assert torch.allclose(raw.backbone.embed.weight, w0 + 1.0)
 
 
 @pytest.mark.parametrize("kind", ["ar", "mdlm", "bd3lm"])
 def test_losses_are_float32_under_bf16_autocast(spm_data, kind: str) -> None:
     model = build_model(
-        _cfg(spm_data, kind, time_conditioning=kind != "ar") if kind != "ar" else _cfg(spm_data, kind)
+        spm_data.lm_config(kind, time_conditioning=kind != "ar") if kind != "ar" else spm_data.lm_config(kind)
     )
     tokens, lengths = spm_data.batch([0, 1, 2])
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -52,7 +52,7 @@ def test_diamond_with_parallel_branches_honours_rqmt(sis_project):
     assert (
         starts["b1"] >= ends["a"] and starts["b2"] >= ends["a"] and starts["c"] >= max(ends["b1"], ends["b2"])
     )
-    assert abs(starts["b1"] - starts["b2"]) < 0.9  # parallel branches ran at the same time
+    assert starts["b1"] < ends["b2"] and starts["b2"] < ends["b1"]  # the parallel branches overlapped
     # a second run finds everything finished and submits nothing
     again = sis_project.sis("m", cfg, "-r", check=True)
     assert "finished(5)" in again.stdout and "queue" not in again.stdout

@@ -7,12 +7,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.sis_project import SisProject
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
@@ -84,52 +84,17 @@ def engine():
 
 
 @dataclass
-class SlurmProject:
+class SlurmProject(SisProject):
     """A temporary Sisyphus project (recipe/toy.py, recipe/slurm_toy.py) run on the local cluster."""
 
-    root: Path
-    cluster: LocalSlurm
-    extra_pythonpath: list[str] = field(default_factory=list)
+    cluster: LocalSlurm | None = None
 
-    def write_config(self, body: str, name: str = "exp.py") -> str:
-        (self.root / "config" / name).write_text(textwrap.dedent(body))
-        return f"config/{name}"
-
-    def env(self) -> dict[str, str]:
-        env = dict(self.cluster.env)
-        env["PYTHONPATH"] = os.pathsep.join([str(self.root), *self.extra_pythonpath])
-        env["TOY_EVENTS"] = str(self.root / "events.jsonl")
-        return env
-
-    def sis(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "sisyphus", *args],
-            cwd=self.root,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def sis_background(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(
-            [sys.executable, "-m", "sisyphus", *args],
-            cwd=self.root,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    def base_env(self) -> dict[str, str]:
+        return dict(self.cluster.env)
 
 
 @pytest.fixture
 def slurm_project(tmp_path: Path, slurm_cluster: LocalSlurm) -> SlurmProject:
-    root = tmp_path / "project"
-    (root / "recipe").mkdir(parents=True)
-    (root / "config").mkdir()
-    (root / "recipe" / "__init__.py").write_text("")
-    (root / "config" / "__init__.py").write_text("")
-    shutil.copy(REPO / "tests" / "core" / "toy_recipe.py", root / "recipe" / "toy.py")
-    shutil.copy(HERE / "slurm_toy.py", root / "recipe" / "slurm_toy.py")
-    (root / "settings.py").write_text(textwrap.dedent(SETTINGS))
-    return SlurmProject(root, slurm_cluster)
+    return SlurmProject.create(
+        tmp_path / "project", SETTINGS, (HERE / "slurm_toy.py",), cluster=slurm_cluster
+    )

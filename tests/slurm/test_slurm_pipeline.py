@@ -23,7 +23,7 @@ def test_tiny_experiment_through_slurm(tmp_path: Path, slurm_cluster):
     root.mkdir()
     (root / "settings.py").write_text(textwrap.dedent(SETTINGS))
     os.symlink(REPO / "config", root / "config")
-    project = SlurmProject(root, slurm_cluster, extra_pythonpath=[str(REPO)])
+    project = SlurmProject(root, extra_pythonpath=[str(REPO)], cluster=slurm_cluster)
     proc = project.sis("m", "config/tiny.py", "-r", timeout=600)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     assert "All targets are done." in proc.stdout

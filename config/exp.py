@@ -105,66 +105,56 @@ def lm_config(kind: str, setup: Setup = DEFAULT, **extra) -> dict:
     }
 
 
+def train_stage(alias: str, config: dict, data: dict, setup: Setup, num_epochs: int, preload=None):
+    """A RETURNN training of ``config`` on the KJV data, optionally initialised from ``preload``."""
+    returnn_config = lm_returnn_config(
+        config,
+        train_dataset=data["train"],
+        dev_dataset=data["dev"],
+        preload_checkpoint=preload,
+        **dict(setup.training),
+    )
+    return train_lm(alias, returnn_config, num_epochs=num_epochs, cpu_rqmt=1)
+
+
+def best_checkpoint(job, alias: str):
+    """The checkpoint of ``job``'s epoch with the lowest dev NELBO (NLL for AR)."""
+    best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
+    best.add_alias(alias)
+    return best.out_checkpoint
+
+
 def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object]], dict[str, list[tk.Path]]]:
     """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and the
     learning-rate files of each model's training stages in order (BD3-LM: MDLM, full range, clipped)."""
     models, learning_rates = {}, {}
-    for name, config in (("ar", lm_config("ar", setup)), ("mdlm", lm_config("mdlm", setup))):
-        job = train_lm(
-            f"lm/{name}/train",
-            lm_returnn_config(
-                config, train_dataset=data["train"], dev_dataset=data["dev"], **dict(setup.training)
-            ),
-            num_epochs=setup.pretrain_epochs,
-            cpu_rqmt=1,
-        )
-        best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
-        best.add_alias(f"lm/{name}/best")
-        models[name] = (config, best.out_checkpoint)
+    for name in ("ar", "mdlm"):
+        config = lm_config(name, setup)
+        job = train_stage(f"lm/{name}/train", config, data, setup, setup.pretrain_epochs)
+        models[name] = (config, best_checkpoint(job, f"lm/{name}/best"))
         learning_rates[name] = [job.out_learning_rates]
 
-    mdlm_checkpoint = models["mdlm"][1]
+    full_epochs, clipped_epochs = setup.finetune_epochs
     for block_size in setup.block_sizes:
         name = f"bd3lm_{block_size}"
         full_range = lm_config("bd3lm", setup, block_size=block_size, resample=True)
-        stage1 = train_lm(
-            f"lm/{name}/full_range",
-            lm_returnn_config(
-                full_range,
-                train_dataset=data["train"],
-                dev_dataset=data["dev"],
-                preload_checkpoint=mdlm_checkpoint,
-                **dict(setup.training),
-            ),
-            num_epochs=setup.finetune_epochs[0],
-            cpu_rqmt=1,
+        stage1 = train_stage(
+            f"lm/{name}/full_range", full_range, data, setup, full_epochs, preload=models["mdlm"][1]
         )
-        search = SearchNoiseClipJob(
-            stage1.out_checkpoints[setup.finetune_epochs[0]],
-            full_range,
-            data["dev_text_dict"],
-            data["spm_model"],
-        )
+        stage1_checkpoint = stage1.out_checkpoints[full_epochs]
+        search = SearchNoiseClipJob(stage1_checkpoint, full_range, data["dev_text_dict"], data["spm_model"])
         search.add_alias(f"lm/{name}/clip_search")
         tk.register_output(f"lm/{name}/clip_search.txt", search.out_variances)
         clipped = lm_config(
             "bd3lm", setup, block_size=block_size, resample=True, noise_clip=search.out_noise_clip
         )
-        stage2 = train_lm(
-            f"lm/{name}/clipped",
-            lm_returnn_config(
-                clipped,
-                train_dataset=data["train"],
-                dev_dataset=data["dev"],
-                preload_checkpoint=stage1.out_checkpoints[setup.finetune_epochs[0]],
-                **dict(setup.training),
-            ),
-            num_epochs=setup.finetune_epochs[1],
-            cpu_rqmt=1,
+        stage2 = train_stage(
+            f"lm/{name}/clipped", clipped, data, setup, clipped_epochs, preload=stage1_checkpoint
         )
-        best = GetBestPtCheckpointJob(stage2.out_model_dir, stage2.out_learning_rates, key="dev_loss_nelbo")
-        best.add_alias(f"lm/{name}/best")
-        models[name] = (lm_config("bd3lm", setup, block_size=block_size), best.out_checkpoint)
+        models[name] = (
+            lm_config("bd3lm", setup, block_size=block_size),
+            best_checkpoint(stage2, f"lm/{name}/best"),
+        )
         learning_rates[name] = [*learning_rates["mdlm"], stage1.out_learning_rates, stage2.out_learning_rates]
     return models, learning_rates
 

@@ -23,12 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from config import exp  # noqa: E402
-from recipe import lm_models  # noqa: E402
-from recipe.likelihood import sequence_log_likelihood  # noqa: E402
-from recipe.score_combination import evaluate_rescoring, tune_scales  # noqa: E402
-from recipe.search_output import read_nbest  # noqa: E402
-from recipe.text_batches import encode_texts, pad_batch  # noqa: E402
-from recipe.text_dict import read_text_dict  # noqa: E402
+from recipe.asr.score_combination import evaluate_rescoring, tune_scales  # noqa: E402
+from recipe.asr.search_output import read_nbest  # noqa: E402
+from recipe.data.text_dict import read_text_dict  # noqa: E402
+from recipe.lm import build as lm_models  # noqa: E402
+from recipe.lm.likelihood import sequence_log_likelihood  # noqa: E402
+from recipe.lm.text_batches import encode_texts, pad_batch  # noqa: E402
 
 SAMPLING_NUMBERS = (1, 3, 10, 30)
 

@@ -25,8 +25,8 @@ from collections.abc import Callable
 
 import torch
 
-from recipe.dit import count_parameters
-from recipe.lm_models import build_model, loss
+from recipe.lm.build import build_model, loss
+from recipe.lm.dit import count_parameters
 
 
 def _sync(device: torch.device) -> None:

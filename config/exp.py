@@ -21,7 +21,7 @@ from jobs.returnn import GetBestPtCheckpointJob
 from jobs.returnn_data import TextDictToOggZipJob
 from jobs.sentencepiece import SentencePieceType, TrainSentencePieceJob
 from jobs.text import TextDictToTextLinesJob
-from recipe.returnn_datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
 from sisyphus import tk
 
 

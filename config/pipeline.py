@@ -13,12 +13,13 @@ from sisyphus import tk
 RETURNN_EPILOG = """
 import os, sys
 sys.path.insert(0, {project_root!r})
-from recipe.returnn_lm import get_model, train_step
+from recipe.returnn_glue.train_step import get_model, train_step
 
 
 def dynamic_learning_rate(*, global_train_step, learning_rate, **_):
     return learning_rate * min(1.0, (global_train_step + 1) / max(1, warmup_steps))
 """
+# A label of what the epilog does, hashed instead of its text; it stays when the code moves.
 RETURNN_EPILOG_HASH = "from recipe.returnn_lm import get_model, train_step; linear warmup v1"
 
 
@@ -36,7 +37,7 @@ def lm_returnn_config(
     preload_checkpoint: PtCheckpoint | tk.Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ReturnnConfig:
-    """RETURNN config for training ``lm_config`` (see ``recipe.lm_models``) with Adam(W) at a
+    """RETURNN config for training ``lm_config`` (see ``recipe.lm.build``) with Adam(W) at a
     constant learning rate after a linear warmup (the MDLM/BD3-LM recipe). ``batch_size`` counts
     tokens; sequences longer than ``lm_config["max_seq_len"]`` are left out of training.
     ``preload_checkpoint`` initialises the weights from another training (BD3-LM from MDLM)."""

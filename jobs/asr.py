@@ -1,18 +1,18 @@
 """ASR evaluation jobs: demo n-best lists from a real recognizer, WER scoring, and LM score combination.
 
-Files are in the RETURNN search-output format (:mod:`recipe.search_output`): hypotheses
+Files are in the RETURNN search-output format (:mod:`recipe.asr.search_output`): hypotheses
 ``{tag: [(score, text), ...]}`` or ``{tag: text}``, references as i6 text dicts ``{tag: text}``. LM scores
 come from ``jobs.lm_eval.RescoreNBestJob`` (same tags and hypothesis order as the n-best file). WERs are
-computed on normalized text (:func:`recipe.text_normalization.normalize_text`) unless ``normalize=False``.
+computed on normalized text (:func:`recipe.data.text_normalization.normalize_text`) unless ``normalize=False``.
 """
 
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from recipe.demo_recognizer import DEFAULT_SPEED, DEFAULT_VOICE, recognize_nbest
-from recipe.nbest import NBestList, oracle_texts, take_best
-from recipe.score_combination import (
+from recipe.asr.demo_recognizer import DEFAULT_SPEED, DEFAULT_VOICE, recognize_nbest
+from recipe.asr.nbest import NBestList, oracle_texts, take_best
+from recipe.asr.score_combination import (
     DEFAULT_LENGTH_SCALES,
     DEFAULT_LM_SCALES,
     evaluate_rescoring,
@@ -20,10 +20,10 @@ from recipe.score_combination import (
     rescore,
     tune_scales,
 )
-from recipe.search_output import best_text, read_nbest, read_search_output, write_search_output
-from recipe.text_dict import read_text_dict, read_text_lines, write_text_dict
-from recipe.text_normalization import normalize_text
-from recipe.wer import compute_wer, format_alignment, format_report, format_summary
+from recipe.asr.search_output import best_text, read_nbest, read_search_output, write_search_output
+from recipe.asr.wer import compute_wer, format_alignment, format_report, format_summary
+from recipe.data.text_dict import read_text_dict, read_text_lines, write_text_dict
+from recipe.data.text_normalization import normalize_text
 from sisyphus import Job, Task, tk
 
 
@@ -62,7 +62,7 @@ class DemoNBestJob(Job):
 
     Texts of ``text_dict`` with at most ``max_words`` words are used, the first ``max_seqs`` of them
     (all if None). With ``lm_text`` (a text-lines file, e.g. the training text) pocketsphinx decodes with
-    a trigram LM estimated on it instead of its bundled English LM. See :mod:`recipe.demo_recognizer`
+    a trigram LM estimated on it instead of its bundled English LM. See :mod:`recipe.asr.demo_recognizer`
     for the first-pass score scale. Outputs: ``out_nbest`` (``nbest.py.gz``, deduplicated,
     ``nbest_size`` entries or fewer), ``out_references`` (text dict of the same tags), ``out_report``
     (first-pass and oracle WER, seconds per utterance), ``out_num_seqs``.
@@ -173,7 +173,7 @@ class TuneScoreCombinationJob(Job):
     """Grid search of ``lm_scale`` and ``length_scale`` in ``first_pass + lm_scale*lm + length_scale*words``.
 
     Chooses the pair with the lowest WER on this (dev) n-best list, the first in grid order on ties (see
-    :mod:`recipe.score_combination`). Outputs: ``out_lm_scale``, ``out_length_scale``, ``out_wer``
+    :mod:`recipe.asr.score_combination`). Outputs: ``out_lm_scale``, ``out_length_scale``, ``out_wer``
     (dev WER at the choice), ``out_grid`` (WER table over the grid), ``out_report``.
     """
 

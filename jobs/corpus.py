@@ -1,12 +1,12 @@
 """Corpus jobs: the KJV default corpus, any text file as a corpus, and the train/dev/test split.
 
-All corpora are i6 text dicts ``{seq_tag: text}`` (``text_dictionary.py.gz``, see :mod:`recipe.text_dict`).
+All corpora are i6 text dicts ``{seq_tag: text}`` (``text_dictionary.py.gz``, see :mod:`recipe.data.text_dict`).
 """
 
 from collections.abc import Sequence
 
-from recipe.corpus import KJV_ALL_VERSES, kjv_corpus, split_corpus, text_file_corpus
-from recipe.text_dict import read_seq_tags, read_text_dict, write_text_dict
+from recipe.data.corpus import KJV_ALL_VERSES, kjv_corpus, split_corpus, text_file_corpus
+from recipe.data.text_dict import read_seq_tags, read_text_dict, write_text_dict
 from sisyphus import Job, Task, tk
 
 
@@ -78,7 +78,7 @@ class SplitCorpusJob(Job):
 
     A tag goes to dev if ``sha256(seed + tag)`` as a fraction in [0, 1) is below ``dev_fraction``,
     to test if below ``dev_fraction + test_fraction``, else to train
-    (:func:`recipe.corpus.split_corpus`). ``exclude_tags`` (tags, and/or ``tk.Path`` s of text dicts
+    (:func:`recipe.data.corpus.split_corpus`). ``exclude_tags`` (tags, and/or ``tk.Path`` s of text dicts
     or tag lists, e.g. the rescoring references) are removed from train and must all exist in the corpus.
 
     Outputs: ``out_train_text_dict``, ``out_dev_text_dict``, ``out_test_text_dict`` and ``out_num_seqs``

@@ -13,7 +13,7 @@ from sisyphus import Job, Task, tk
 def _load(lm_config: dict[str, Any], checkpoint: PtCheckpoint):
     import torch
 
-    from recipe import lm_models
+    from recipe.lm import build as lm_models
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return lm_models.load_checkpoint(lm_config, checkpoint.path.get_path(), map_location=device), device
@@ -54,9 +54,9 @@ class SearchNoiseClipJob(Job):
     def run(self) -> None:
         import torch
 
-        from recipe.block_diffusion import var_min_clip_search
-        from recipe.text_batches import encode_texts, length_batches
-        from recipe.text_dict import read_text_dict
+        from recipe.data.text_dict import read_text_dict
+        from recipe.lm.block_diffusion import var_min_clip_search
+        from recipe.lm.text_batches import encode_texts, length_batches
 
         model, device = _load(self.lm_config, self.checkpoint)
         texts = [t for _, t in sorted(read_text_dict(self.text_dict).items())][: self.max_seqs]
@@ -106,8 +106,8 @@ class SampleLmJob(Job):
     def run(self) -> None:
         import torch
 
-        from recipe import sampling
-        from recipe.sentencepiece_model import load_sentencepiece
+        from recipe.data.sentencepiece_model import load_sentencepiece
+        from recipe.lm import sampling
 
         model, device = _load(self.lm_config, self.checkpoint)
         generator = torch.Generator(device=device).manual_seed(self.seed)
@@ -145,8 +145,8 @@ class GenerativePerplexityJob(Job):
         yield Task("run", mini_task=True)
 
     def run(self) -> None:
-        from recipe.likelihood import sequence_log_likelihood
-        from recipe.text_batches import encode_texts, length_batches
+        from recipe.lm.likelihood import sequence_log_likelihood
+        from recipe.lm.text_batches import encode_texts, length_batches
 
         model, device = _load(self.lm_config, self.checkpoint)
         texts = [line.rstrip("\n") for line in open(self.samples.get_path(), encoding="utf-8")]

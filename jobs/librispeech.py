@@ -2,9 +2,9 @@
 
 import os
 
-from recipe.download import download
-from recipe.librispeech import LM_CORPUS_URL, SUBSET_SHA256, SUBSET_URL, read_transcriptions_from_tar
-from recipe.text_dict import write_text_dict
+from recipe.data.download import download
+from recipe.data.librispeech import LM_CORPUS_URL, SUBSET_SHA256, SUBSET_URL, read_transcriptions_from_tar
+from recipe.data.text_dict import write_text_dict
 from sisyphus import Job, Task
 
 

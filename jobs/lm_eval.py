@@ -1,8 +1,8 @@
 """LM evaluation jobs that run a RETURNN forward pass: perplexity and n-best rescoring.
 
 Both write a RETURNN config (task=forward, ``load`` = the checkpoint, the model from
-``recipe.returnn_lm.get_model``, ``forward_step``/``forward_callback`` from
-``recipe.returnn_scoring``) and run RETURNN in the job's work directory.
+``recipe.returnn_glue.train_step.get_model``, ``forward_step``/``forward_callback`` from
+``recipe.returnn_glue.forward``) and run RETURNN in the job's work directory.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from sisyphus import Job, Task, tk
 FORWARD_EPILOG = """
 import sys
 sys.path.insert(0, {project_root!r})
-from recipe.returnn_lm import get_model
-from recipe.returnn_scoring import forward_step, forward_callback
+from recipe.returnn_glue.train_step import get_model
+from recipe.returnn_glue.forward import forward_step, forward_callback
 """
 
 
@@ -98,8 +98,8 @@ class ComputePerplexityJob(Job):
         yield Task("run", rqmt=self.rqmt)
 
     def run(self) -> None:
-        from recipe.returnn_scoring import read_score_lines
-        from recipe.text_dict import write_text_dict
+        from recipe.data.text_dict import write_text_dict
+        from recipe.returnn_glue.forward import read_score_lines
 
         if os.path.exists("scores.jsonl"):
             os.unlink("scores.jsonl")  # a perplexity is computed in one go
@@ -193,14 +193,14 @@ class RescoreNBestJob(Job):
         yield Task("run", resume="run", rqmt=self.rqmt)
 
     def run(self) -> None:
-        from recipe.nbest import describe_unknown_characters, unknown_characters
-        from recipe.search_output import (
+        from recipe.asr.nbest import describe_unknown_characters, unknown_characters
+        from recipe.asr.search_output import (
             NBestScoreCheckpoint,
             nbest_with_scores,
             read_nbest,
             write_search_output,
         )
-        from recipe.sentencepiece_model import load_sentencepiece
+        from recipe.data.sentencepiece_model import load_sentencepiece
 
         nbest = read_nbest(self.hypothesis_file)  # errors name file and line
         report = [

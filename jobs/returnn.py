@@ -324,7 +324,7 @@ class ReturnnTrainingJob(Job):
 
     # --- results ------------------------------------------------------------------------
     def plot(self) -> None:
-        from recipe.learning_rates import plot_learning_rates, read_learning_rates
+        from recipe.returnn_glue.learning_rates import plot_learning_rates, read_learning_rates
 
         epochs = read_learning_rates(self.out_learning_rates.get_path())
         plot_learning_rates(epochs, self.out_plot_se.get_path(), self.out_plot_lr.get_path())
@@ -357,7 +357,7 @@ class GetBestPtCheckpointJob(Job):
         yield Task("run", mini_task=True)
 
     def run(self) -> None:
-        from recipe.learning_rates import read_learning_rates
+        from recipe.returnn_glue.learning_rates import read_learning_rates
 
         epochs = read_learning_rates(self.learning_rates.get_path())
         scored = []

@@ -1,7 +1,7 @@
-"""Jobs that prepare data files for RETURNN datasets (see :mod:`recipe.returnn_datasets` for the dicts)."""
+"""Jobs that prepare data files for RETURNN datasets (see :mod:`recipe.returnn_glue.datasets` for the dicts)."""
 
-from recipe.ogg_zip import write_text_ogg_zip
-from recipe.text_dict import read_text_dict
+from recipe.data.ogg_zip import write_text_ogg_zip
+from recipe.data.text_dict import read_text_dict
 from sisyphus import Job, Task, tk
 
 
@@ -9,7 +9,7 @@ class TextDictToOggZipJob(Job):
     """A text-only ogg zip (RETURNN ``OggZipDataset`` with ``audio=None``) from a text dict.
 
     Each entry keeps its tag as ``seq_name``; ``duration`` is a pseudo-duration for length sorting
-    (:mod:`recipe.ogg_zip`). Output: ``out_ogg_zip`` (``out.ogg.zip``).
+    (:mod:`recipe.data.ogg_zip`). Output: ``out_ogg_zip`` (``out.ogg.zip``).
     """
 
     def __init__(self, text_dict: tk.Path) -> None:

@@ -1,17 +1,18 @@
 """SentencePiece jobs (names and outputs as in i6_core's ``text/label/sentencepiece``).
 
-Models use the fixed id layout of :mod:`recipe.sentencepiece_model`: ``</s>`` = 0, ``<s>`` = 1, ``<unk>`` = 2.
+Models use the fixed id layout of :mod:`recipe.data.sentencepiece_model`: ``</s>`` = 0, ``<s>`` = 1, ``<unk>`` = 2.
 """
 
 from typing import Any
 
-from recipe.sentencepiece_model import (
+from recipe.data.sentencepiece_model import (
     SentencePieceType,
     apply_sentencepiece,
     sentencepiece_vocab,
     train_sentencepiece,
 )
 from sisyphus import Job, Task, tk
+from sisyphus.hash import sis_hash_helper
 
 __all__ = [
     "SentencePieceType",
@@ -19,6 +20,17 @@ __all__ = [
     "ApplySentencePieceToTextJob",
     "ExtractSentencePieceVocabJob",
 ]
+
+
+class _LegacyModuleHash:
+    """Hashes an enum member as if its class were defined in ``module``."""
+
+    def __init__(self, member: SentencePieceType, module: str) -> None:
+        self.member, self.module = member, module
+
+    def _sis_hash(self) -> bytes:
+        own = repr(type(self.member).__module__).encode()
+        return sis_hash_helper(self.member).replace(own, repr(self.module).encode())
 
 
 class TrainSentencePieceJob(Job):
@@ -49,6 +61,14 @@ class TrainSentencePieceJob(Job):
         self.out_model = self.output_path("spm_out.model")
         self.out_vocab = self.output_path("spm_out.vocab")
         self.rqmt = {"cpu": 1, "mem": 2, "time": 4}
+
+    @classmethod
+    def hash(cls, parsed_args: dict[str, Any]) -> str:
+        """As i6_core's, except that ``model_type`` is hashed as the ``SentencePieceType`` of the module
+        it lived in before recipe/ was split by domain (``recipe.sentencepiece_model``): ids stay."""
+        args = dict(parsed_args)
+        args["model_type"] = _LegacyModuleHash(args["model_type"], "recipe.sentencepiece_model")
+        return super().hash(args)
 
     def tasks(self):
         yield Task("run", rqmt=self.rqmt)

@@ -1,6 +1,6 @@
 """Text format conversion jobs."""
 
-from recipe.text_dict import read_text_dict, write_text_lines
+from recipe.data.text_dict import read_text_dict, write_text_lines
 from sisyphus import Job, Task, tk
 
 

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from recipe.learning_rates import read_learning_rates, score_series
+from recipe.returnn_glue.learning_rates import read_learning_rates, score_series
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from recipe.corpus import kjv_corpus
-from recipe.sentencepiece_model import train_sentencepiece
-from recipe.text_dict import write_text_lines
+from recipe.data.corpus import kjv_corpus
+from recipe.data.sentencepiece_model import train_sentencepiece
+from recipe.data.text_dict import write_text_lines
 
 GENESIS = "Gen1:1-Gen50:26"
 

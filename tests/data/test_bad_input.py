@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from recipe.corpus import split_corpus, text_file_corpus
-from recipe.ogg_zip import write_text_ogg_zip
-from recipe.sentencepiece_model import train_sentencepiece
-from recipe.text_dict import TextFormatError, read_seq_tags, read_text_dict, read_text_lines
+from recipe.data.corpus import split_corpus, text_file_corpus
+from recipe.data.ogg_zip import write_text_ogg_zip
+from recipe.data.sentencepiece_model import train_sentencepiece
+from recipe.data.text_dict import TextFormatError, read_seq_tags, read_text_dict, read_text_lines
 
 
 @pytest.mark.parametrize("content", [b"", b"\n  \n\n", b"... --- !!!\n"])

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from recipe.corpus import kjv_corpus, parse_bible_output, split_corpus, split_fraction, text_file_corpus
+from recipe.data.corpus import kjv_corpus, parse_bible_output, split_corpus, split_fraction, text_file_corpus
 
 
 def test_kjv_corpus_has_all_verses_with_stable_tags() -> None:

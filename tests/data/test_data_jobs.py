@@ -16,10 +16,10 @@ from jobs.sentencepiece import (
     TrainSentencePieceJob,
 )
 from jobs.text import TextDictToTextLinesJob
-from recipe.download import sha256_of_file
-from recipe.returnn_datasets import lm_train_dataset, text_ogg_zip_dev_dataset
-from recipe.sentencepiece_model import EOS_ID, load_sentencepiece
-from recipe.text_dict import read_text_dict, read_text_lines, write_text_dict
+from recipe.data.download import sha256_of_file
+from recipe.data.sentencepiece_model import EOS_ID, load_sentencepiece
+from recipe.data.text_dict import read_text_dict, read_text_lines, write_text_dict
+from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
 from sisyphus import gs, tk
 from tests.data.conftest import GENESIS
 from tests.data.test_librispeech import TRANSCRIPTIONS, make_librispeech_tar

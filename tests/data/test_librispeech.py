@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recipe.download import ChecksumError, download, sha256_of_file
-from recipe.librispeech import SUBSET_SHA256, SUBSET_URL, read_transcriptions_from_tar
-from recipe.text_dict import TextFormatError
+from recipe.data.download import ChecksumError, download, sha256_of_file
+from recipe.data.librispeech import SUBSET_SHA256, SUBSET_URL, read_transcriptions_from_tar
+from recipe.data.text_dict import TextFormatError
 
 TRANSCRIPTIONS = {
     ("dev-clean", "1272", "128104"): [

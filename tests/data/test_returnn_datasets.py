@@ -7,11 +7,11 @@ import numpy
 import pytest
 from returnn.datasets import init_dataset
 
-from recipe.corpus import split_corpus
-from recipe.ogg_zip import write_text_ogg_zip
-from recipe.returnn_datasets import lm_eval_dataset, lm_train_dataset, text_ogg_zip_dev_dataset
-from recipe.sentencepiece_model import EOS_ID, load_sentencepiece
-from recipe.text_dict import write_text_lines
+from recipe.data.corpus import split_corpus
+from recipe.data.ogg_zip import write_text_ogg_zip
+from recipe.data.sentencepiece_model import EOS_ID, load_sentencepiece
+from recipe.data.text_dict import write_text_lines
+from recipe.returnn_glue.datasets import lm_eval_dataset, lm_train_dataset, text_ogg_zip_dev_dataset
 
 
 def iterate(opts: dict[str, Any], epoch: int = 1) -> list[tuple[str, numpy.ndarray]]:

@@ -3,7 +3,7 @@
 import hashlib
 from pathlib import Path
 
-from recipe.sentencepiece_model import (
+from recipe.data.sentencepiece_model import (
     BOS_ID,
     EOS_ID,
     UNK_ID,
@@ -13,7 +13,7 @@ from recipe.sentencepiece_model import (
     sentencepiece_vocab,
     train_sentencepiece,
 )
-from recipe.text_dict import read_text_lines, write_text_lines
+from recipe.data.text_dict import read_text_lines, write_text_lines
 
 
 def _sha256(path: str) -> str:

@@ -4,8 +4,14 @@ import gzip
 
 import pytest
 
-from recipe.text_dict import read_seq_tags, read_text_dict, read_text_lines, write_text_dict, write_text_lines
-from recipe.text_normalization import normalize_text
+from recipe.data.text_dict import (
+    read_seq_tags,
+    read_text_dict,
+    read_text_lines,
+    write_text_dict,
+    write_text_lines,
+)
+from recipe.data.text_normalization import normalize_text
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from jobs.asr import ApplyScoreCombinationJob, ComputeWerJob, DemoNBestJob, TuneScoreCombinationJob
-from recipe.corpus import kjv_corpus
-from recipe.nbest import oracle_texts
-from recipe.search_output import read_nbest, read_search_output, write_search_output
-from recipe.text_dict import read_text_dict, write_text_dict, write_text_lines
-from recipe.wer import compute_wer, word_errors
+from recipe.asr.nbest import oracle_texts
+from recipe.asr.search_output import read_nbest, read_search_output, write_search_output
+from recipe.asr.wer import compute_wer, word_errors
+from recipe.data.corpus import kjv_corpus
+from recipe.data.text_dict import read_text_dict, write_text_dict, write_text_lines
 from sisyphus import gs, tk
 
 

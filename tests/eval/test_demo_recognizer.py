@@ -5,9 +5,9 @@ import wave
 
 import pytest
 
-from recipe.corpus import kjv_corpus
-from recipe.demo_recognizer import SAMPLE_RATE, espeak_pronunciations, recognize_nbest, synthesize
-from recipe.text_normalization import normalize_text
+from recipe.asr.demo_recognizer import SAMPLE_RATE, espeak_pronunciations, recognize_nbest, synthesize
+from recipe.data.corpus import kjv_corpus
+from recipe.data.text_normalization import normalize_text
 
 SENTENCES = {
     "kjv/Ge1:3": "and god said let there be light and there was light",

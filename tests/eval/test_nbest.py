@@ -4,8 +4,7 @@ import math
 
 import pytest
 
-from recipe.corpus import kjv_corpus
-from recipe.nbest import (
+from recipe.asr.nbest import (
     deduplicate,
     describe_unknown_characters,
     normalize_nbest,
@@ -14,8 +13,9 @@ from recipe.nbest import (
     take_best,
     unknown_characters,
 )
-from recipe.sentencepiece_model import load_sentencepiece, train_sentencepiece
-from recipe.text_dict import write_text_lines
+from recipe.data.corpus import kjv_corpus
+from recipe.data.sentencepiece_model import load_sentencepiece, train_sentencepiece
+from recipe.data.text_dict import write_text_lines
 
 
 def test_deduplicate_max_keeps_best_score_and_sorts():

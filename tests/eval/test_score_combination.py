@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from recipe.score_combination import (
+from recipe.asr.score_combination import (
     combine_scores,
     evaluate_rescoring,
     format_tuning_grid,

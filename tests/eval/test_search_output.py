@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from recipe.search_output import (
+from recipe.asr.search_output import (
     NBestScoreCheckpoint,
     SearchOutputError,
     best_text,
@@ -17,7 +17,7 @@ from recipe.search_output import (
     score_nbest_resumable,
     write_search_output,
 )
-from recipe.text_dict import TextFormatError
+from recipe.data.text_dict import TextFormatError
 
 NBEST = {
     "kjv/Ge1:1": [(-12.5, "in the beginning"), (-13.25, "in the beginnings"), (math.nan, "nan score")],

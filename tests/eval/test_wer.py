@@ -4,7 +4,14 @@ import random
 
 import pytest
 
-from recipe.wer import align_words, compute_wer, format_alignment, format_report, format_summary, word_errors
+from recipe.asr.wer import (
+    align_words,
+    compute_wer,
+    format_alignment,
+    format_report,
+    format_summary,
+    word_errors,
+)
 
 
 def _ops(ref: str, hyp: str) -> str:

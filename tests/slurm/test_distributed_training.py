@@ -12,8 +12,8 @@ import pytest
 
 from config.pipeline import lm_returnn_config
 from jobs.returnn import ReturnnConfig, ReturnnTrainingJob
-from recipe.learning_rates import read_learning_rates
-from recipe.returnn_datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.returnn_glue.learning_rates import read_learning_rates
 from sisyphus import tk
 from sisyphus.engine import TaskCall
 from sisyphus.slurm_engine import SlurmEngine
@@ -22,7 +22,7 @@ from tests.training.conftest import tiny_lm_data  # noqa: F401 - the session fix
 # every training step appends its sequences (token ids) to seen.<rank>.txt in the job's work dir, and
 # the sum of the model's parameters before the step to params.<rank>.txt
 RECORD_EPILOG = """
-from recipe.returnn_lm import batch_from_extern_data as _batch
+from recipe.returnn_glue.train_step import batch_from_extern_data as _batch
 _train_step = train_step
 
 

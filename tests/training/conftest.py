@@ -28,9 +28,9 @@ def _sentences(n: int, seed: int) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_lm_data(tmp_path_factory: pytest.TempPathFactory) -> TinyLmData:
-    from recipe.ogg_zip import write_text_ogg_zip
-    from recipe.sentencepiece_model import load_sentencepiece, train_sentencepiece
-    from recipe.text_dict import write_text_lines
+    from recipe.data.ogg_zip import write_text_ogg_zip
+    from recipe.data.sentencepiece_model import load_sentencepiece, train_sentencepiece
+    from recipe.data.text_dict import write_text_lines
 
     d = tmp_path_factory.mktemp("tiny_lm")
     train = _sentences(300, 1)

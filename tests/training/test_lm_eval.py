@@ -9,11 +9,11 @@ import torch
 
 from jobs.lm_eval import ComputePerplexityJob, RescoreNBestJob
 from jobs.returnn import PtCheckpoint
-from recipe import lm_models
-from recipe.likelihood import sequence_log_likelihood
-from recipe.returnn_datasets import text_ogg_zip_dev_dataset
-from recipe.search_output import NBestScoreCheckpoint, read_nbest, write_search_output
-from recipe.sentencepiece_model import load_sentencepiece
+from recipe.asr.search_output import NBestScoreCheckpoint, read_nbest, write_search_output
+from recipe.data.sentencepiece_model import load_sentencepiece
+from recipe.lm import build as lm_models
+from recipe.lm.likelihood import sequence_log_likelihood
+from recipe.returnn_glue.datasets import text_ogg_zip_dev_dataset
 from sisyphus import tk
 
 

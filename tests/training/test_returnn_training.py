@@ -9,9 +9,9 @@ import torch
 
 from config.pipeline import lm_returnn_config
 from jobs.returnn import GetBestPtCheckpointJob, ReturnnTrainingJob
-from recipe import lm_models
-from recipe.learning_rates import read_learning_rates
-from recipe.returnn_datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.lm import build as lm_models
+from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.returnn_glue.learning_rates import read_learning_rates
 from sisyphus import tk
 
 TINY = {"preset": "tiny", "dropout": 0.0, "max_seq_len": 16}

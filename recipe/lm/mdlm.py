@@ -1,7 +1,7 @@
 """MDLM: masked (absorbing-state) diffusion LM with the SUBS parameterisation.
 
 Forward process: every real token of x_0 is independently replaced by [MASK] (id V) with probability
-1 - alpha_t (``recipe.noise_schedule.LogLinearSchedule``).  SUBS parameterisation of the denoiser
+1 - alpha_t (``recipe.lm.noise_schedule.LogLinearSchedule``).  SUBS parameterisation of the denoiser
 x_theta(x_t): the [MASK] logit is -inf (zero masking) and an unmasked position copies its input
 (carry-over unmasking), so only masked positions carry loss.  Continuous-time NELBO per sequence:
 
@@ -15,7 +15,7 @@ positions alone, a fully masked sequence would give the same output at every pos
 
 The loss only computes logits at masked positions (same value as gathering from the full SUBS
 output, at a fraction of the output-layer cost).  ``t`` is always shaped [B, n_blocks]; MDLM is the
-one-block case, BD3-LM (``recipe.block_diffusion``) overrides the block size and the denoiser.
+one-block case, BD3-LM (``recipe.lm.block_diffusion``) overrides the block size and the denoiser.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from recipe.batch import check_batch, clean_padding, valid_mask
-from recipe.checkpoint_compat import CheckedLoadMixin
-from recipe.dit import DiT, DiTConfig
-from recipe.noise_schedule import LogLinearSchedule, antithetic_uniform, scale_to_range, uniform
+from recipe.lm.batch import check_batch, clean_padding, valid_mask
+from recipe.lm.checkpoint_compat import CheckedLoadMixin
+from recipe.lm.dit import DiT, DiTConfig
+from recipe.lm.noise_schedule import LogLinearSchedule, antithetic_uniform, scale_to_range, uniform
 
 
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ Per utterance:
    recognizer's lexicon would contain them.
 3. The n-best list comes from pocketsphinx's A* search over the word lattice (``Decoder.nbest()``), which
    repeats texts (different segmentations, fillers); texts are normalized
-   (:func:`recipe.text_normalization.normalize_text`), deduplicated keeping the best score, and the
+   (:func:`recipe.data.text_normalization.normalize_text`), deduplicated keeping the best score, and the
    first ``nbest_size`` distinct ones are kept.
 
 First-pass score scale: pocketsphinx reports a path score ``Hypothesis.score = 1.0001**n`` for an integer
@@ -42,8 +42,8 @@ from collections.abc import Iterable, Mapping
 import pocketsphinx
 from tqdm import tqdm
 
-from recipe.nbest import NBestList, deduplicate
-from recipe.text_normalization import normalize_text
+from recipe.asr.nbest import NBestList, deduplicate
+from recipe.data.text_normalization import normalize_text
 
 logger = logging.getLogger(__name__)
 

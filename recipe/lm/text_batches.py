@@ -10,7 +10,7 @@ import torch
 
 def encode_texts(spm_model: str | os.PathLike, texts: Sequence[str]) -> list[list[int]]:
     """SentencePiece ids of each text followed by EOS (the LM data contract)."""
-    from recipe.sentencepiece_model import load_sentencepiece
+    from recipe.data.sentencepiece_model import load_sentencepiece
 
     sp = load_sentencepiece(spm_model, add_eos=True)
     return [sp.encode(text) for text in texts]

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import torch
 
-from recipe.ar_lm import ARLM
-from recipe.batch import check_batch, clean_padding, valid_mask
-from recipe.mdlm import MDLM
-from recipe.noise_schedule import scale_to_range, stratified_uniform, uniform
+from recipe.lm.ar_lm import ARLM
+from recipe.lm.batch import check_batch, clean_padding, valid_mask
+from recipe.lm.mdlm import MDLM
+from recipe.lm.noise_schedule import scale_to_range, stratified_uniform, uniform
 
 
 def conditioned_block_mask(

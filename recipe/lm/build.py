@@ -6,7 +6,7 @@ Config keys (``build_model``):
     eos_id          SentencePiece EOS id                          (required)
     max_seq_len     model length L (tokens incl. EOS)             (required)
     block_size      BD3-LM block size L', divides max_seq_len     (required for bd3lm only)
-    preset          "tiny" | "mini" | "small" | "medium"          (default "small", see recipe.dit.PRESETS)
+    preset          "tiny" | "mini" | "small" | "medium"          (default "small", see recipe.lm.dit.PRESETS)
     hidden, n_blocks, n_heads, cond_dim, mlp_ratio                (override the preset)
     dropout 0.1, tie_embeddings False, time_conditioning False    (time conditioning: diffusion only)
     sampling_eps 1e-3, antithetic True                            (diffusion only)
@@ -24,12 +24,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from recipe.ar_lm import ARLM
-from recipe.block_diffusion import BD3LM
-from recipe.checkpoint_compat import check_compatible
-from recipe.dit import PRESETS, DiTConfig
-from recipe.ema import ExponentialMovingAverage
-from recipe.mdlm import MDLM
+from recipe.lm.ar_lm import ARLM
+from recipe.lm.block_diffusion import BD3LM
+from recipe.lm.checkpoint_compat import check_compatible
+from recipe.lm.dit import PRESETS, DiTConfig
+from recipe.lm.ema import ExponentialMovingAverage
+from recipe.lm.mdlm import MDLM
 
 KINDS = ("ar", "mdlm", "bd3lm")
 LanguageModel = ARLM | MDLM | BD3LM

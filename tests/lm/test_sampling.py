@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recipe.lm_models import build_model
-from recipe.sampling import (
+from recipe.lm.build import build_model
+from recipe.lm.sampling import (
     _block_probs,
     bos_cache,
     categorical,

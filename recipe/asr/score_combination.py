@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recipe.nbest import oracle_texts, take_best
-from recipe.wer import WerResult, compute_wer, word_errors
+from recipe.asr.nbest import oracle_texts, take_best
+from recipe.asr.wer import WerResult, compute_wer, word_errors
 
 NBest = Mapping[str, Sequence[tuple[float, str]]]
 LmScores = Mapping[str, Sequence[float]]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recipe.ar_lm import ARLM
-from recipe.dit import DiT, DiTConfig, count_parameters
-from recipe.ema import ExponentialMovingAverage
-from recipe.lm_models import build_model, load_checkpoint, loss
+from recipe.lm.ar_lm import ARLM
+from recipe.lm.build import build_model, load_checkpoint, loss
+from recipe.lm.dit import DiT, DiTConfig, count_parameters
+from recipe.lm.ema import ExponentialMovingAverage
 
 
 def test_tiny_preset_size_and_small_preset_dims() -> None:

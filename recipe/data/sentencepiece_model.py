@@ -17,7 +17,7 @@ from typing import Any
 
 import sentencepiece as spm
 
-from recipe.text_dict import TextFormatError, read_lines, write_text_lines
+from recipe.data.text_dict import TextFormatError, read_lines, write_text_lines
 
 EOS_ID = 0
 BOS_ID = 1

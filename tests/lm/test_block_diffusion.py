@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recipe.block_diffusion import (
+from recipe.lm.block_diffusion import (
     BD3LM,
     bd3_attention_mask,
     bd3_training_mask,
     clip_candidates,
     var_min_clip_search,
 )
-from recipe.lm_models import build_model
-from recipe.mdlm import MDLM
+from recipe.lm.build import build_model
+from recipe.lm.mdlm import MDLM
 
 
 def _perturb_time_conditioning(model: torch.nn.Module) -> None:

@@ -8,7 +8,7 @@ score of one path). ``mode="logsumexp"`` gives ``log sum_i exp(s_i)`` instead, t
 i6_core's ``SearchBeamJoinScoresJob`` uses. Either way the merged list is sorted by score, best first,
 and equal scores keep the order of first occurrence.
 
-Hypothesis texts are normalized like the references (:func:`recipe.text_normalization.normalize_text`:
+Hypothesis texts are normalized like the references (:func:`recipe.data.text_normalization.normalize_text`:
 lowercase, punctuation removed except apostrophes inside words).
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import sentencepiece as spm
 
-from recipe.text_normalization import normalize_text
-from recipe.wer import word_errors
+from recipe.asr.wer import word_errors
+from recipe.data.text_normalization import normalize_text
 
 NBestList = list[tuple[float, str]]
 

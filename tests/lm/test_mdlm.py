@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from recipe.lm_models import build_model
-from recipe.mdlm import MDLM, subs_log_probs
+from recipe.lm.build import build_model
+from recipe.lm.mdlm import MDLM, subs_log_probs
 
 
 def _mdlm(vocab: int, eos: int, **extra) -> MDLM:

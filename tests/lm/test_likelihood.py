@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from recipe.block_diffusion import BD3LM
-from recipe.likelihood import conditioned_block_mask, nelbo_samples, sequence_log_likelihood
-from recipe.lm_models import build_model
+from recipe.lm.block_diffusion import BD3LM
+from recipe.lm.build import build_model
+from recipe.lm.likelihood import conditioned_block_mask, nelbo_samples, sequence_log_likelihood
 
 
 def _model(kind: str, vocab: int, eos: int, sharpen: float = 0.0, **extra):

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import torch
 
-from recipe.ar_lm import ARLM
-from recipe.block_diffusion import BD3LM, block_causal_mask
-from recipe.dit import KVCache
-from recipe.mdlm import MDLM
-from recipe.noise_schedule import uniform
+from recipe.lm.ar_lm import ARLM
+from recipe.lm.block_diffusion import BD3LM, block_causal_mask
+from recipe.lm.dit import KVCache
+from recipe.lm.mdlm import MDLM
+from recipe.lm.noise_schedule import uniform
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from recipe.text_dict import TextFormatError, open_for_writing, read_lines
+from recipe.data.text_dict import TextFormatError, open_for_writing, read_lines
 
 PathLike = str | os.PathLike
 NBestList = list[tuple[float, str]]

@@ -2,7 +2,7 @@
 
 Sequence tags: ``kjv/Ge1:1`` (KJV verse reference as printed by ``bible``), ``<name>/line-<n>`` for a
 user text file (``n`` = 1-based line number in that file). Texts are normalized with
-:func:`recipe.text_normalization.normalize_text`; sentences that normalize to nothing are dropped.
+:func:`recipe.data.text_normalization.normalize_text`; sentences that normalize to nothing are dropped.
 """
 
 import hashlib
@@ -12,8 +12,8 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from recipe.text_dict import TextFormatError, read_lines
-from recipe.text_normalization import normalize_text
+from recipe.data.text_dict import TextFormatError, read_lines
+from recipe.data.text_normalization import normalize_text
 
 KJV_ALL_VERSES = "Gen1:1-Rev22:21"
 _BIBLE_LINE = re.compile(r"^(\S+\d+:\d+) (.*)$")

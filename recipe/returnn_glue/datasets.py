@@ -1,7 +1,7 @@
 """RETURNN dataset dicts for LM training and evaluation on SentencePiece ids.
 
 Data contract (all three builders): data key ``"data"``, sparse int32 ids of the SentencePiece model,
-one sequence = the ids of one sentence followed by EOS (id 0 with :mod:`recipe.sentencepiece_model`'s
+one sequence = the ids of one sentence followed by EOS (id 0 with :mod:`recipe.data.sentencepiece_model`'s
 layout), no BOS. RETURNN's ``LmDataset`` ignores ``seq_end_symbol`` when ``orth_vocab`` is given (it
 calls ``orth_vocab.get_seq`` only), so EOS comes from the vocabulary: ``SentencePieces`` with
 ``add_eos=True``; the ``OggZipDataset`` targets use the same vocabulary, so train (``LmDataset``) and

@@ -1,4 +1,4 @@
-"""The functions a RETURNN (torch backend) config calls to train the LMs of ``recipe.lm_models``.
+"""The functions a RETURNN (torch backend) config calls to train the LMs of ``recipe.lm.build``.
 
 The config defines ``lm_config`` (the plain dict of ``lm_models.build_model``) and imports
 ``get_model`` and ``train_step`` from here. ``train_step`` reports the summed NELBO (diffusion)
@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from recipe import lm_models
-from recipe.checkpoint_compat import check_compatible
+from recipe.lm import build as lm_models
+from recipe.lm.checkpoint_compat import check_compatible
 
 LOSS_NAME = "nelbo"
 
@@ -28,7 +28,7 @@ def _config() -> dict[str, Any]:
     config = get_global_config()
     lm_config = config.typed_value("lm_config")
     if not isinstance(lm_config, dict):
-        raise ValueError("RETURNN config: 'lm_config' (the dict for recipe.lm_models.build_model) is missing")
+        raise ValueError("RETURNN config: 'lm_config' (the dict for recipe.lm.build.build_model) is missing")
     return lm_config
 
 

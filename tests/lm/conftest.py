@@ -90,7 +90,7 @@ def _single_thread() -> None:
 
 def train_tiny(spm_data: SpmData, kind: str, steps: int = 100, **extra) -> torch.nn.Module:
     """A tiny model of ``kind`` trained on all SENTENCES (deterministic), returned in eval mode."""
-    from recipe.lm_models import build_model, loss
+    from recipe.lm.build import build_model, loss
 
     torch.manual_seed(0)
     model = build_model(spm_data.lm_config(kind, **extra))

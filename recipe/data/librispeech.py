@@ -11,8 +11,8 @@ import os
 import re
 import tarfile
 
-from recipe.text_dict import TextFormatError
-from recipe.text_normalization import normalize_text
+from recipe.data.text_dict import TextFormatError
+from recipe.data.text_normalization import normalize_text
 
 LIBRISPEECH_SUBSETS = (
     "dev-clean",

@@ -1,6 +1,6 @@
 """RETURNN forward pass that scores sequences with an LM (perplexity and n-best rescoring).
 
-The RETURNN config defines ``lm_config`` (see ``recipe.lm_models``) and ``scoring`` =
+The RETURNN config defines ``lm_config`` (see ``recipe.lm.build``) and ``scoring`` =
 ``{"num_samples", "eps_min", "eps_max", "shared_noise", "stratified", "seed", "output"}``, and imports
 ``forward_step`` and ``forward_callback`` from here. Two data layouts:
 
@@ -9,9 +9,9 @@ The RETURNN config defines ``lm_config`` (see ``recipe.lm_models``) and ``scorin
 * ``data_flat`` + ``data_seq_lens`` (RETURNN's ``TextDictDataset`` over the n-best file
   ``scoring["nbest_file"]``): all hypotheses of one utterance form one sequence, so they are scored
   together and, with ``shared_noise``, under the same noise draws. The callback appends each
-  utterance's scores to the ``recipe.search_output.NBestScoreCheckpoint`` at ``scoring["output"]``.
+  utterance's scores to the ``recipe.asr.search_output.NBestScoreCheckpoint`` at ``scoring["output"]``.
 
-Scores are ``recipe.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
+Scores are ``recipe.lm.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
 −NELBO for diffusion LMs (nats, EOS included). Lines are flushed one by one, so a run that dies keeps
 every finished utterance.
 """
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from recipe.likelihood import sequence_log_likelihood
+from recipe.lm.likelihood import sequence_log_likelihood
 
 _GENERATOR: dict[str, torch.Generator] = {}
 
@@ -105,7 +105,7 @@ def forward_callback():
     """RETURNN entry point: writes one JSON line per sequence to ``scoring["output"]``."""
     from returnn.forward_iface import ForwardCallbackIface
 
-    from recipe.search_output import NBestScoreCheckpoint, read_nbest
+    from recipe.asr.search_output import NBestScoreCheckpoint, read_nbest
 
     class ScoreWriter(ForwardCallbackIface):
         def init(self, *, model: torch.nn.Module) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recipe.noise_schedule import (
+from recipe.lm.noise_schedule import (
     LogLinearSchedule,
     antithetic_uniform,
     scale_to_range,

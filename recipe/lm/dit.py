@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recipe.rotary import apply_rotary, rotary_cos_sin
+from recipe.lm.rotary import apply_rotary, rotary_cos_sin
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 

@@ -27,10 +27,10 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from recipe.batch import clean_padding, pad_to_multiple, valid_mask
-from recipe.dit import DiTConfig
-from recipe.mdlm import MDLM
-from recipe.noise_schedule import uniform
+from recipe.lm.batch import clean_padding, pad_to_multiple, valid_mask
+from recipe.lm.dit import DiTConfig
+from recipe.lm.mdlm import MDLM
+from recipe.lm.noise_schedule import uniform
 
 MAX_RESAMPLE_ROUNDS = 100
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from recipe.batch import check_batch, clean_padding, valid_mask
-from recipe.checkpoint_compat import CheckedLoadMixin
-from recipe.dit import DiT, DiTConfig
+from recipe.lm.batch import check_batch, clean_padding, valid_mask
+from recipe.lm.checkpoint_compat import CheckedLoadMixin
+from recipe.lm.dit import DiT, DiTConfig
 
 
 class ARLM(CheckedLoadMixin):

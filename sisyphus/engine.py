@@ -23,7 +23,9 @@ from sisyphus import global_settings as gs
 
 @dataclass
 class TaskCall:
-    """One submission: a task of a job with the ids to run and their requirements."""
+    """One submission: a task of a job with the ids to run and their requirements. Engines start
+    one worker per task id; with ``Task(parallel=N)`` a task has N ids, each running a chunk of
+    its args."""
 
     job_id: str
     job_dir: str

@@ -215,7 +215,10 @@ class Job(metaclass=JobSingleton):
 
     def _sis_tasks(self) -> list[Task]:
         if self._sis_tasks_cache is None:
-            tasks = list(self.tasks())
+            try:
+                tasks = list(self.tasks())
+            except ValueError as e:  # e.g. an invalid Task argument: say which job
+                raise ValueError(f"{self._sis_id()}: {e}") from e
             names = [t.name() for t in tasks]
             if len(set(names)) != len(names):
                 raise ValueError(f"{self}: task names must be unique, got {names}")

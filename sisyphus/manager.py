@@ -1,8 +1,10 @@
 """The manager: scans the state of every job the targets need, submits runnable tasks to the
 engine, keeps ``alias/`` and ``output/`` up to date and prints the state display.
 
-A pass: step async configs → job states → set up and submit runnable / resumable tasks →
-update outputs and reports → print changes and a summary. It exits when every target is
+A pass: step async configs → job states → set up and submit runnable / resumable tasks (all
+such ids of a task in one engine submission; a failed id with ``Task(tries=N)`` tries left is
+runnable: its log is archived as ``log.<task>.<id>.error.NN`` and it is resubmitted) → update
+outputs and reports → print changes and a summary. It exits when every target is
 done, or when nothing can make progress (errors, non-resumable interrupts).
 """
 
@@ -117,10 +119,14 @@ class Manager:
         return states
 
     # --- actions -------------------------------------------------------------------------
-    def submit(self, job: Job, task: Task, ids: list[int]) -> None:
+    def submit(self, job: Job, task: Task, ids: list[int]) -> bool:
+        """Submit ``ids`` of ``task`` as one engine submission; False if none was ready."""
         if not os.path.exists(job._sis_path(gs.JOB_SAVE, abspath=True)):
             job._sis_setup_directory()
         call = self._call(job, task)
+        ids = [i for i in ids if self._ready_to_submit(job, task, i)]
+        if not ids:
+            return False
         sub = TaskCall(call.job_id, call.job_dir, call.task_name, ids, call.rqmt, call.command)
         info = self.engine.submit(sub)
         with open(task.path("submit_log"), "a", encoding="utf-8") as f:
@@ -129,6 +135,21 @@ class Manager:
             stale = task.path("usage", i)
             if os.path.exists(stale):
                 os.unlink(stale)
+        return True
+
+    def _ready_to_submit(self, job: Job, task: Task, task_id: int) -> bool:
+        """False for a failed id whose retry (``Task(tries=N)``) could not be started now."""
+        if not task.error(task_id):
+            return True
+        reason = task.start_retry(task_id)
+        if reason is None:
+            return False
+        used = task.tries_used(task_id)
+        self._print(
+            f"  retry: {self._name(job)} {task.name()}.{task_id} try {used + 1}/{task.tries} "
+            f"(try {used} failed: {reason})"
+        )
+        return True
 
     def update_aliases(self, jobs: list[Job]) -> None:
         for job in jobs:
@@ -262,13 +283,15 @@ class Manager:
                 return 0
             if not self.start:
                 return 0
-            submitted = False
+            submitted = deferred = False
             for state in (State.RUNNABLE, State.INTERRUPTED_RESUMABLE):
                 for job, task, ids in states.get(state, []):
                     if task is not None:
-                        self.submit(job, task, ids)
-                        submitted = True
-            busy = any(states.get(s) for s in (State.RUNNING, State.QUEUE))
+                        if self.submit(job, task, ids):
+                            submitted = True
+                        else:  # a retry whose task lock another process held: next pass
+                            deferred = True
+            busy = deferred or any(states.get(s) for s in (State.RUNNING, State.QUEUE))
             grown = len(self.graph.jobs()) != len(jobs)  # update() of a job added new input jobs
             if not submitted and not busy and not grown and not self._coroutines_progress():
                 stuck = sum(

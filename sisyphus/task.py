@@ -1,9 +1,16 @@
 """``Task``: one step of a job, run by a worker process once per task id.
 
-Each element of ``args`` is one task id (1..N) whose function is called with that element
-(unpacked if it is a list or tuple). ``resume`` names the function that continues an
-interrupted run; its presence makes an interrupted task resubmittable. ``mini_task`` routes
-the task to the engine named ``"short"``.
+The task function is called once per element of ``args`` (unpacked if it is a list or tuple).
+Without ``parallel`` every element is its own task id (1..len(args)), i.e. its own worker
+process; ``parallel=N`` makes N task ids instead, task id k running the k-th of N contiguous
+chunks of ``args`` one after the other (the first ``len(args) % N`` chunks one element longer,
+as in the real Sisyphus; ids beyond ``len(args)`` run nothing). The manager submits all runnable
+ids of a task in one engine submission (a Slurm array). ``tries=N``: a failed task id is
+resubmitted by the manager until it has run N times; the log of each failed try is kept as
+``log.<name>.<id>.error.NN``. ``continuable=True`` is rejected (see ``Task.__init__``).
+``resume`` names the function that continues an interrupted run; its presence makes an
+interrupted task resubmittable (the worker calls the start function, as the real one does).
+``mini_task`` routes the task to the engine named ``"short"``.
 
 Marker files in the job directory, per task id: ``log.<name>.<id>``, ``usage.<name>.<id>``,
 ``finished.<name>.<id>``, ``error.<name>.<id>``; ``submit_log.<name>`` records submissions.
@@ -81,11 +88,24 @@ class Task:
         self._args = [[]] if args is None else list(args)
         if not self._args:
             raise ValueError(f"Task {start!r}: args must not be empty")
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 0:
+            raise ValueError(
+                f"Task {start!r}: parallel must be an int >= 0 (0: one task id per arg), got {parallel!r}"
+            )
+        if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+            raise ValueError(f"Task {start!r}: tries must be an int >= 1, got {tries!r}")
+        if continuable:
+            raise ValueError(
+                f"Task {start!r}: continuable=True is not supported by this workflow core. In the real "
+                f"Sisyphus it only stops the worker from writing the finished marker, so the job never "
+                f"finishes and the task is resubmitted after every successful run; use resume= for a task "
+                f"that continues an interrupted run, or a new job (e.g. more epochs) to train further."
+            )
         self.mini_task = mini_task
         self._update_rqmt = update_rqmt
-        self.parallel = parallel
+        self._parallel = parallel or len(self._args)
         self.tries = tries
-        self.continuable = continuable
+        self.continuable = False
         self._job: Job | None = None
 
     def set_job(self, job: Job) -> None:
@@ -98,7 +118,15 @@ class Task:
         return self._resume is not None
 
     def task_ids(self) -> list[int]:
-        return list(range(1, len(self._args) + 1))
+        return list(range(1, self._parallel + 1))
+
+    def arg_indices(self, task_id: int) -> range:
+        """Indices into ``args`` that task id ``task_id`` runs (see module docstring)."""
+        if not 1 <= task_id <= self._parallel:
+            raise ValueError(f"Task {self._start!r}: no task id {task_id} (ids 1..{self._parallel})")
+        size, longer = divmod(len(self._args), self._parallel)
+        first = (task_id - 1) * size + min(task_id - 1, longer)
+        return range(first, first + size + (1 if task_id <= longer else 0))
 
     def rqmt(self) -> dict[str, Any]:
         """Requirements with defaults, job-level overrides (``set_rqmt``) and parsed units."""
@@ -137,7 +165,7 @@ class Task:
         if os.path.exists(self.path(gs.STATE_FINISHED, task_id)):
             return State.FINISHED
         if os.path.exists(self.path("error", task_id)):
-            return State.ERROR
+            return State.RUNNABLE if self._try_log_slot(task_id) else State.ERROR
         if engine_state in (State.QUEUE, State.RUNNING):
             return engine_state
         if task_lock_held(self.path("lock", task_id)):
@@ -148,16 +176,63 @@ class Task:
             return State.RETRY_ERROR
         return State.INTERRUPTED_RESUMABLE if self.resumable() else State.INTERRUPTED_NOT_RESUMABLE
 
+    # --- tries ---------------------------------------------------------------------------
+    def _try_log_slot(self, task_id: int) -> str | None:
+        """Where the log of a failed try goes if the task id has tries left: the first free
+        ``log.<name>.<id>.error.NN`` with NN < tries (``sis retry`` archives logs the same way)."""
+        log = self.path("log", task_id)
+        for n in range(1, self.tries):
+            if not os.path.exists(f"{log}.error.{n:02d}"):
+                return f"{log}.error.{n:02d}"
+        return None
+
+    def start_retry(self, task_id: int) -> str | None:
+        """Make a failed task id with tries left runnable again: its log (or, without a log, its
+        error marker) moves to the next ``log.<name>.<id>.error.NN`` and the error marker goes.
+        Returns the first line of the error, or None if there was nothing to retry. Done under the
+        task's worker lock, so two managers cannot archive the same failure twice."""
+        from sisyphus.worker import release_task_lock, try_task_lock
+
+        error = self.path("error", task_id)
+        fd = try_task_lock(self.path("lock", task_id))
+        if fd is None:
+            return None  # a worker (or another manager's retry) holds it
+        try:
+            slot = self._try_log_slot(task_id)
+            if slot is None or not os.path.exists(error):
+                return None
+            with open(error, encoding="utf-8", errors="replace") as f:
+                reason = (f.read().strip().splitlines() or [""])[0]
+            log = self.path("log", task_id)
+            if os.path.exists(log):
+                os.replace(log, slot)
+                os.unlink(error)
+            else:
+                os.replace(error, slot)
+            return reason
+        finally:
+            release_task_lock(fd)
+
+    def tries_used(self, task_id: int) -> int:
+        """How many failed tries of ``task_id`` have been archived (see ``start_retry``)."""
+        log = self.path("log", task_id)
+        return sum(os.path.exists(f"{log}.error.{n:02d}") for n in range(1, self.tries))
+
     # --- running -------------------------------------------------------------------------
     def run(self, task_id: int) -> None:
-        """Call the task function for ``task_id`` (resume only marks resubmittability)."""
+        """Call the task function for each arg of ``task_id`` (see module docstring; resume only
+        marks resubmittability)."""
         assert self._job is not None
-        arg = self._args[task_id - 1]
         func = getattr(self._job, self._start)
-        if isinstance(arg, (list, tuple)):
-            func(*arg)
-        else:
-            func(arg)
+        indices = self.arg_indices(task_id)
+        for i in indices:
+            arg = self._args[i]
+            if len(indices) > 1:
+                print(f"=== {self._start} arg {i + 1}/{len(self._args)}: {arg!r}", flush=True)
+            if isinstance(arg, (list, tuple)):
+                func(*arg)
+            else:
+                func(arg)
 
     def __repr__(self) -> str:
-        return f"Task({self._start!r}, ids={len(self._args)})"
+        return f"Task({self._start!r}, ids={self._parallel}, args={len(self._args)})"

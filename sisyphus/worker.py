@@ -4,7 +4,9 @@ Crash safety: the worker holds an exclusive ``flock`` on ``lock.<task>.<id>`` in
 directory while the task runs. The kernel drops it when the process dies (exception,
 ``kill -9``, reboot), so a held lock means "running" and a second worker for the same task
 (e.g. from a second manager) exits without doing anything. ``finished.<task>.<id>`` is written
-only after the task function returned; an exception writes ``error.<task>.<id>`` instead.
+only after the task function returned; an exception writes ``error.<task>.<id>`` instead. A worker
+runs its task id once: ``Task(tries=N)`` is handled by the manager, which resubmits a failed id
+(``Task.start_retry``), as the real Sisyphus does.
 """
 
 from __future__ import annotations
@@ -39,6 +41,23 @@ def task_lock_held(lock_path: str) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def try_task_lock(lock_path: str) -> int | None:
+    """The task's exclusive lock without waiting (for the manager's short changes of a task's
+    markers); None if a worker or another manager holds it. Release with ``release_task_lock``."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release_task_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def _acquire_lock(lock_path: str) -> int | None:

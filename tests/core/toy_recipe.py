@@ -116,3 +116,61 @@ class GrowJob(Job):
     def run(self):
         with open(self.out.get_path(), "w") as f:
             f.write(open(self.extra.get_path()).read() + "!")
+
+
+class FlakyJob(Job):
+    """Fails its first ``failures`` runs (counted in its work dir), then succeeds; ``tries`` as in Task."""
+
+    def __init__(self, failures, tries=1):
+        self.failures = failures
+        self.tries = tries
+        self.out = self.output_path("out.txt")
+
+    def tasks(self):
+        yield Task("run", tries=self.tries, rqmt={"mem": 0.5})
+
+    def run(self):
+        with open("attempts", "a") as f:
+            f.write(f"{os.getpid()}\n")
+        attempt = len(open("attempts").read().split())
+        print(f"attempt {attempt}")
+        if attempt <= self.failures:
+            raise RuntimeError(f"flaky failure {attempt}")
+        with open(self.out.get_path(), "w") as f:
+            f.write(f"ok after {attempt}")
+
+
+class ChunkJob(Job):
+    """``Task("run", args=range(n), parallel=parallel)``; records which process ran each arg."""
+
+    def __init__(self, n, parallel=0):
+        self.n = n
+        self.parallel = parallel
+        self.out = self.output_path("out.txt")
+
+    def tasks(self):
+        yield Task("run", args=list(range(self.n)), parallel=self.parallel, rqmt={"mem": 0.5})
+        yield Task("collect", mini_task=True)
+
+    def run(self, i):
+        _record("arg", str(i), 1)
+        with open(f"arg.{i}", "w") as f:
+            f.write(str(os.getpid()))
+
+    def collect(self):
+        with open(self.out.get_path(), "w") as f:
+            f.write(" ".join(open(f"arg.{i}").read() for i in range(self.n)))
+
+
+class ContinuableJob(Job):
+    """A task with ``continuable=True`` (rejected by this core)."""
+
+    def __init__(self):
+        self.out = self.output_path("out.txt")
+
+    def tasks(self):
+        yield Task("run", continuable=True)
+
+    def run(self):
+        with open(self.out.get_path(), "w") as f:
+            f.write("ran")

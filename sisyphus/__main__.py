@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    gs.load_settings()
+    gs.load_settings(warn_unsupported=args.func is not _worker)  # once, by the manager, not per worker
     return args.func(args) or 0
 
 

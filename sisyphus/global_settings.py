@@ -28,25 +28,21 @@ JOB_INFO = "info"
 ENGINE_DIR = "engine"
 STATE_FINISHED = "finished"
 
-# Seconds. The real Sisyphus waits long for network file systems; these defaults suit a local disk
-# and settings.py may raise them.
+# Seconds. The real Sisyphus waits long for network file systems; this core has no such waits.
+# the manager's longest sleep between passes (the local engine wakes it when a task starts or ends)
 WAIT_PERIOD_BETWEEN_CHECKS: float = 30
-WAIT_PERIOD_JOB_FS_SYNC: float = 0
+# a manager pass this long after the last heartbeat prints the summary and the running tasks' progress
 WAIT_PERIOD_HEARTBEAT: float = 30
-RUNNING_TIMEOUT: float = 100  # a task whose usage/log file is older than this is not running
-USAGE_UPDATE_PERIOD: float = 60
+USAGE_UPDATE_PERIOD: float = 60  # how often a worker rewrites usage.<task>.<id>
 
+# a task id that started, is no longer running and has no marker is shown as retry_error instead of
+# interrupted once its submit_log.<task> has more lines than this
 MAX_SUBMIT_RETRIES = 3
-JOB_AUTO_CLEANUP = False
-JOB_USE_TAGS_IN_PATH = False
-SHOW_JOB_TARGETS = True
-CLEANUP_ENVIRONMENT = False
-CLEANER_WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
-DEFAULT_RQMT: dict[str, Any] = {"cpu": 1, "mem": 1, "time": 1}
+DEFAULT_RQMT: dict[str, Any] = {"cpu": 1, "mem": 1, "time": 1}  # under every task's rqmt
 MINI_TASK_RQMT: dict[str, Any] = {"cpu": 1, "mem": 1, "time": 1, "engine": "short"}
 
-SIS_COMMAND: list[str] = [sys.executable, "-m", "sisyphus"]
+SIS_COMMAND: list[str] = [sys.executable, "-m", "sisyphus"]  # how engines start a worker
 
 
 def engine():
@@ -65,16 +61,51 @@ def worker_wrapper(job, task_name: str, call: list[str]) -> list[str]:
 
 
 def on_job_failure(job) -> None:
-    """Called by the manager once for every job that enters the error state."""
+    """Called by a running manager once for every job it finds in the error state (a failed try of a
+    task with ``tries`` left is no error: it is resubmitted)."""
 
 
 def on_job_finished(job) -> None:
-    """Called by the manager once for every job that finishes."""
+    """Called by a running manager once for every job it saw unfinished that has now finished (not
+    for jobs that were finished when it started)."""
 
 
 def check_engine_limits(rqmt: dict[str, Any], task) -> dict[str, Any]:
-    """Adjust a task's requirements before submission; identity by default."""
+    """Adjust a task's requirements (the last step of ``Task.rqmt()``, before the manager submits
+    it); identity by default."""
     return rqmt
+
+
+# settings of the real Sisyphus that this core does not implement: settings.py may set them (a
+# settings file shared with the real one), the manager warns that they have no effect here
+UNSUPPORTED_SETTINGS = frozenset(
+    {
+        "JOB_AUTO_CLEANUP",
+        "JOB_CLEANER_INTERVAL",
+        "JOB_CLEANER_WORKER",
+        "JOB_CLEANUP_KEEP_WORK",
+        "JOB_CLEANUP_KEEP_INPUT",
+        "JOB_DEFAULT_KEEP_VALUE",
+        "JOB_USE_TAGS_IN_PATH",
+        "TEAM_SHARE_DIR",
+        "ALIAS_AND_OUTPUT_SUBDIR",
+        "SHOW_JOB_TARGETS",
+        "WAIT_PERIOD_JOB_FS_SYNC",
+        "WAIT_PERIOD_JOB_CLEANUP",
+        "WAIT_PERIOD_MTIME_OF_INPUTS",
+        "WAIT_PERIOD_FOR_INPUTS_AVAILABLE",
+        "WAIT_PERIOD_CACHE",
+        "CLEANUP_ENVIRONMENT",
+        "DEFAULT_ENVIRONMENT_KEEP",
+        "DEFAULT_ENVIRONMENT_SET",
+        "CLEAR_ERROR",
+        "PRINT_ERROR_LINES",
+        "USE_UI",
+        "CACHE_FINISHED_RESULTS",
+        "update_engine_rqmt",
+        "file_caching",
+    }
+)
 
 
 def _literal(value: str) -> Any:
@@ -84,8 +115,9 @@ def _literal(value: str) -> Any:
         return value
 
 
-def load_settings(base_dir: str | None = None) -> None:
-    """Execute ``settings.py`` of ``base_dir`` into this module, then apply ``SIS_*`` overrides."""
+def load_settings(base_dir: str | None = None, warn_unsupported: bool = True) -> None:
+    """Execute ``settings.py`` of ``base_dir`` into this module, then apply ``SIS_*`` overrides;
+    warn on stderr about ``UNSUPPORTED_SETTINGS`` that it sets."""
     global BASE_DIR
     if base_dir is not None:
         BASE_DIR = os.path.abspath(base_dir)
@@ -99,6 +131,13 @@ def load_settings(base_dir: str | None = None) -> None:
         for key, value in namespace.items():
             if not key.startswith("__"):
                 setattr(module, key, value)
+        ignored = sorted(UNSUPPORTED_SETTINGS & set(namespace))
+        if ignored and warn_unsupported:
+            print(
+                f"warning: {path} sets {', '.join(ignored)}: setting(s) of the real Sisyphus that this "
+                f"workflow core does not implement (no effect)",
+                file=sys.stderr,
+            )
     for key, value in os.environ.items():
         if key.startswith("SIS_") and key not in ("SIS_BASE_DIR",):
             setattr(module, key[4:], _literal(value))

@@ -20,10 +20,13 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-# torch==2.13.0 is pinned in pyproject.toml: it resolves to the CPU build available locally.
+# Every Python dependency is pinned in constraints.txt (torch==2.13.0 resolves to the CPU build available
+# locally). Reinstall when pyproject.toml or constraints.txt changed since the last install (their
+# checksums are kept in .venv/.installed).
+stamp="$(sha256sum pyproject.toml constraints.txt)"
 if ! .venv/bin/python -c "import sisyphus, torch, returnn, sentencepiece, pocketsphinx" 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing Python dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
-  touch .venv/.installed
+   || [ "$(cat .venv/.installed 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: installing Python dependencies into .venv (pinned by constraints.txt)"
+  .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+  echo "$stamp" > .venv/.installed
 fi

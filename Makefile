@@ -1,5 +1,6 @@
 # `make run`: set up everything and run the default pipeline; `make test`: set up everything and run the tests.
-.PHONY: setup run test bench lint
+# For developers: `make test-fast` (the tests not marked slow, see tests/conftest.py), `make lint` (ruff).
+.PHONY: setup run test test-fast bench lint
 
 setup:
 	bash scripts/setup.sh
@@ -9,6 +10,9 @@ run: setup
 
 test: setup
 	.venv/bin/python -m pytest -q tests
+
+test-fast: setup
+	.venv/bin/python -m pytest -q -m "not slow" tests
 
 lint: setup
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -1,6 +1,8 @@
 """Score combination and (lm_scale, length_scale) tuning on constructed n-best lists with known answers."""
 
+import itertools
 import math
+import random
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from recipe.asr.score_combination import (
     rescore,
     tune_scales,
 )
+from tests.edit_distance import edit_distance
 
 # Utterance 1 (ref "a b c"): h1 beats h0 iff -2 - 3*lm > -1 - 5*lm, i.e. lm_scale > 0.5 (same length).
 # Utterance 2 (ref "x y"): h0 beats h1 iff -1 - 4*lm + 2*len > -1.5 - 2*lm + 3*len, i.e. len < 0.5 - 2*lm.
@@ -35,6 +38,8 @@ def test_combine_scores_formula():
 
 def test_tuning_finds_the_unique_optimum():
     result = tune_scales(DEV_NBEST, DEV_LM, DEV_REFS, lm_scales=LM_SCALES, length_scales=LENGTH_SCALES)
+    brute = _brute_force_grid(DEV_NBEST, DEV_LM, DEV_REFS, LM_SCALES, LENGTH_SCALES)
+    assert [g for g in brute if g[2] == 0] == [(0.6, -1.0, 0)]  # unique
     assert (result.lm_scale, result.length_scale) == (0.6, -1.0)
     assert (result.num_errors, result.num_ref_words, result.wer) == (0, 5, 0.0)
     grid = {(lm, length): wer for lm, length, wer in result.grid}
@@ -45,6 +50,51 @@ def test_tuning_finds_the_unique_optimum():
     table = format_tuning_grid(result)
     assert table.splitlines()[0].split() == ["lm\\len", "-1", "0", "1"]
     assert "0.00*" in table.splitlines()[3]  # row of lm_scale 0.6
+
+
+def _brute_force_grid(nbest, lm, refs, lm_scales, length_scales) -> list[tuple[float, float, int]]:
+    """(lm_scale, length_scale, corpus word errors) for every grid point, in grid order, by picking
+    each utterance's best hypothesis in plain Python (first one on ties, NaN never wins)."""
+    grid = []
+    for lm_scale, length_scale in itertools.product(lm_scales, length_scales):
+        errors = 0
+        for tag, hyps in nbest.items():
+            best, best_score = None, -math.inf
+            for (score, text), lm_score in zip(hyps, lm[tag], strict=True):
+                total = score + length_scale * len(text.split())
+                if lm_scale != 0:
+                    total += lm_scale * lm_score
+                if best is None or (not math.isnan(total) and total > best_score):
+                    best, best_score = text, (-math.inf if math.isnan(total) else total)
+            errors += edit_distance(refs[tag].split(), (best or "").split())
+        grid.append((lm_scale, length_scale, errors))
+    return grid
+
+
+def test_tuning_picks_the_brute_force_optimum_on_random_nbest_lists():
+    rng = random.Random(0)
+    words = "a b c d e".split()
+    lm_scales, length_scales = (0.0, 0.3, 0.7, 1.5), (-1.0, -0.5, 0.0, 0.5, 1.0)
+    for _ in range(30):
+        refs = {f"u{i}": " ".join(rng.choices(words, k=rng.randint(1, 5))) for i in range(4)}
+        nbest = {
+            tag: [
+                (round(rng.uniform(-5, 0), 2), " ".join(rng.choices(words, k=rng.randint(0, 6))))
+                for _ in range(rng.randint(1, 5))
+            ]
+            for tag in refs
+        }
+        lm = {tag: [round(rng.uniform(-8, 0), 2) for _ in hyps] for tag, hyps in nbest.items()}
+        ref_words = sum(len(r.split()) for r in refs.values())
+        brute = _brute_force_grid(nbest, lm, refs, lm_scales, length_scales)
+        result = tune_scales(nbest, lm, refs, lm_scales=lm_scales, length_scales=length_scales)
+        assert [(a, b) for a, b, _ in result.grid] == [(a, b) for a, b, _ in brute]
+        assert [w for _, _, w in result.grid] == pytest.approx([100.0 * e / ref_words for _, _, e in brute])
+        best = min(brute, key=lambda g: g[2])  # the first minimum in grid order
+        assert (result.lm_scale, result.length_scale, result.num_errors) == best
+        texts = rescore(nbest, lm, result.lm_scale, result.length_scale)
+        errors = sum(edit_distance(refs[t].split(), (texts[t] or "").split()) for t in refs)
+        assert errors == best[2]
 
 
 def test_tuning_ties_go_to_the_first_grid_point():

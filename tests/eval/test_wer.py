@@ -12,6 +12,7 @@ from recipe.asr.wer import (
     format_summary,
     word_errors,
 )
+from tests.edit_distance import edit_distance
 
 
 def _ops(ref: str, hyp: str) -> str:
@@ -49,16 +50,20 @@ def test_alignment_pairs_words():
 
 
 def test_alignment_error_count_is_the_edit_distance():
+    """Against the recursive definition of the edit distance (tests/edit_distance.py), not the DP of
+    recipe.asr.wer; the alignment must also be a valid one: it spells out ref and hyp in order, its
+    C steps pair equal words and its S steps different ones."""
     rng = random.Random(0)
-    for _ in range(200):
+    for _ in range(300):
         ref = [rng.choice("abc") for _ in range(rng.randint(0, 7))]
         hyp = [rng.choice("abcd") for _ in range(rng.randint(0, 7))]
         alignment = align_words(ref, hyp)
-        assert alignment.num_errors == word_errors(ref, hyp)
+        distance = edit_distance(ref, hyp)
+        assert alignment.num_errors == word_errors(ref, hyp) == distance, (ref, hyp)
         assert [r for r, _, _ in alignment.steps if r is not None] == ref
         assert [h for _, h, _ in alignment.steps if h is not None] == hyp
-        # brute-force bound: never worse than deleting everything and inserting everything
-        assert alignment.num_errors <= len(ref) + len(hyp)
+        assert all((r == h) == (op == "C") for r, h, op in alignment.steps if op in "CS")
+        assert sum(op != "C" for _, _, op in alignment.steps) == distance
 
 
 def test_corpus_wer_counts():

@@ -26,7 +26,7 @@ from config import exp  # noqa: E402
 from recipe.asr.score_combination import evaluate_rescoring, tune_scales  # noqa: E402
 from recipe.asr.search_output import read_nbest  # noqa: E402
 from recipe.data.text_dict import read_text_dict  # noqa: E402
-from recipe.lm import build as lm_models  # noqa: E402
+from recipe.lm.build import load_model  # noqa: E402
 from recipe.lm.likelihood import sequence_log_likelihood  # noqa: E402
 from recipe.lm.text_batches import encode_texts, pad_batch  # noqa: E402
 
@@ -53,7 +53,7 @@ def load_inputs() -> tuple[dict, dict, str]:
     loaded = {}
     for name, config in models.items():
         ckpt = _require(os.path.join(ROOT, "alias", "lm", name, "best", "output", "checkpoint.pt"))
-        loaded[name] = (config, lm_models.load_checkpoint(config, ckpt))
+        loaded[name] = (config, load_model(config, ckpt))
     return loaded, parts, spm
 
 
@@ -85,11 +85,11 @@ def print_speed(models: dict, test_nbest: dict, spm: str) -> None:
     )
     print("| LM | samples | hypotheses/s |\n|---|---|---|")
     for name, (config, model) in models.items():
-        k = 1 if config["kind"] == "ar" else exp.DEFAULT.sampling_number
+        k = exp.DEFAULT.sampling_number if config.is_diffusion else 1
         start = time.perf_counter()
         score(model, test_nbest, spm, k, True, 0)
         rate = num_hyps / (time.perf_counter() - start)
-        print(f"| {name} | {k if config['kind'] != 'ar' else 'exact'} | {rate:.0f} |")
+        print(f"| {name} | {k if config.is_diffusion else 'exact'} | {rate:.0f} |")
 
 
 def print_wer(models: dict, parts: dict, spm: str, seeds: int) -> None:
@@ -102,7 +102,7 @@ def print_wer(models: dict, parts: dict, spm: str, seeds: int) -> None:
     header = " | ".join(f"K={k} {'VR' if vr else 'plain'}" for k in SAMPLING_NUMBERS for vr in (True, False))
     print(f"| LM | {header} |\n|---|" + "---|" * (2 * len(SAMPLING_NUMBERS)))
     for name, (config, model) in models.items():
-        if config["kind"] == "ar":
+        if not config.is_diffusion:
             continue
         cells = []
         for k in SAMPLING_NUMBERS:

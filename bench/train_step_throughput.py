@@ -5,7 +5,7 @@ the models process these positions: AR T, MDLM 1 + T (BOS + x_t), BD3-LM 1 + 2T 
 its last block only the keys/values of x_0 are computed).  Model FLOPs per step (fwd + bwd = 3x fwd):
 
     6 * P_blocks * positions                        (weights of the Transformer blocks)
-  + 12 * n_blocks * H * (attended query-key pairs)  (Q K^T and A V; causal counts T(T+1)/2, masks count all)
+  + 12 * n_layers * H * (attended query-key pairs)  (Q K^T and A V; causal counts T(T+1)/2, masks count all)
   + 6 * H * V * (rows of logits)                    (AR: T per sequence, diffusion: masked tokens only,
                                                      expected (1 - eps) E[t] T = ~T/2)
 
@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 import torch
 
-from recipe.lm.build import build_model, loss
+from recipe.lm.build import build_model, training_loss
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.lm.dit import count_parameters
 
 
@@ -60,7 +61,7 @@ def matmul_peak(device: torch.device) -> float:
 def model_flops(kind: str, model: torch.nn.Module, batch: int, seq_len: int, eps: float = 1e-3) -> float:
     """Model FLOPs of one training step (see the module docstring)."""
     cfg = model.backbone.cfg
-    n, hidden = cfg.n_blocks, cfg.hidden
+    n, hidden = cfg.n_layers, cfg.hidden
     layer_params = count_parameters(model.backbone.blocks) / n
     qkv_params = 3 * hidden * hidden
     if kind == "ar":
@@ -90,24 +91,25 @@ def bench_device(args: argparse.Namespace, device: torch.device) -> str:
     steps: dict[str, Callable[[], None]] = {}
     models: dict[str, torch.nn.Module] = {}
     for kind in kinds:
-        cfg = {
-            "kind": kind,
-            "vocab_size": args.vocab,
-            "eos_id": 0,
-            "max_seq_len": args.seq_len,
-            "preset": args.preset,
-            "dropout": 0.1,
-        }
-        if kind == "bd3lm":
-            cfg["block_size"] = args.block_size
+        cfg = LmConfig(
+            kind=kind,
+            vocab_size=args.vocab,
+            eos_id=0,
+            max_seq_len=args.seq_len,
+            **preset_dims(args.preset),
+            dropout=0.1,
+            block_size=args.block_size if kind == "bd3lm" else None,
+        )
         torch.manual_seed(0)
         model = build_model(cfg).to(device).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         step_gen = torch.Generator(device=device).manual_seed(0)
 
-        def step(model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, g=step_gen) -> None:
+        def step(
+            model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, g=step_gen, cfg=cfg
+        ) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                total, count = loss(model, tokens, lengths, g)
+                total, count = training_loss(model, cfg, tokens, lengths, True, g)
             opt.zero_grad(set_to_none=True)
             (total / count).backward()
             opt.step()

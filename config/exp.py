@@ -9,18 +9,21 @@ Run: ``sis manager config/exp.py -r``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from config.pipeline import lm_returnn_config, train_lm
 from jobs.asr import ApplyScoreCombinationJob, DemoNBestJob, TuneScoreCombinationJob
 from jobs.corpus import KjvCorpusJob, SplitCorpusJob
-from jobs.diffusion import GenerativePerplexityJob, SampleLmJob, SearchNoiseClipJob
+from jobs.diffusion import GenerativePerplexityJob, SampleLmJob, SearchNoiseRangeJob
 from jobs.lm_eval import ComputePerplexityJob, RescoreNBestJob
 from jobs.report import ExperimentReportJob
 from jobs.returnn import GetBestPtCheckpointJob
 from jobs.returnn_data import TextDictToOggZipJob
 from jobs.sentencepiece import SentencePieceType, TrainSentencePieceJob
 from jobs.text import TextDictToTextLinesJob
+from recipe.data.sentencepiece_model import EOS_ID
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
 from sisyphus import tk
 
@@ -32,14 +35,9 @@ class Setup:
     verses: str = "Gen1:1-Rev22:21"  # the whole KJV Bible
     dev_fraction: float = 0.01
     vocab_size: int = 1000
-    model: tuple = (
-        ("preset", "mini"),
-        ("hidden", 192),
-        ("n_blocks", 3),
-        ("n_heads", 4),
-        ("cond_dim", 64),
-        ("dropout", 0.1),
-    )
+    model: dict[str, Any] = field(
+        default_factory=lambda: {**preset_dims("mini"), "hidden": 192, "n_layers": 3, "dropout": 0.1}
+    )  # LmConfig fields shared by every LM of the experiment
     max_seq_len: int = (
         192  # tokens incl. EOS; a multiple of every block size; longer verses are not trained on
     )
@@ -94,18 +92,19 @@ def kjv_data(setup: Setup) -> dict:
     }
 
 
-def lm_config(kind: str, setup: Setup = DEFAULT, **extra) -> dict:
-    return {
-        "kind": kind,
-        "vocab_size": setup.vocab_size,
-        "eos_id": 0,
-        "max_seq_len": setup.max_seq_len,
-        **dict(setup.model),
-        **extra,
-    }
+def lm_config(kind: str, setup: Setup = DEFAULT, **fields: Any) -> LmConfig:
+    """The LmConfig of one of the experiment's LMs (validated here, when the graph is built)."""
+    return LmConfig(
+        kind=kind,
+        vocab_size=setup.vocab_size,
+        eos_id=EOS_ID,  # the id layout TrainSentencePieceJob trains with
+        max_seq_len=setup.max_seq_len,
+        **setup.model,
+        **fields,
+    )
 
 
-def train_stage(alias: str, config: dict, data: dict, setup: Setup, num_epochs: int, preload=None):
+def train_stage(alias: str, config: LmConfig, data: dict, setup: Setup, num_epochs: int, preload=None):
     """A RETURNN training of ``config`` on the KJV data, optionally initialised from ``preload``."""
     returnn_config = lm_returnn_config(
         config,
@@ -117,21 +116,24 @@ def train_stage(alias: str, config: dict, data: dict, setup: Setup, num_epochs: 
     return train_lm(alias, returnn_config, num_epochs=num_epochs, cpu_rqmt=1)
 
 
-def best_checkpoint(job, alias: str):
+def best_checkpoint(job, config: LmConfig, alias: str):
     """The checkpoint of ``job``'s epoch with the lowest dev NELBO (NLL for AR)."""
-    best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key="dev_loss_nelbo")
+    key = "dev_loss_nelbo" if config.is_diffusion else "dev_loss_nll"
+    best = GetBestPtCheckpointJob(job.out_model_dir, job.out_learning_rates, key=key)
     best.add_alias(alias)
     return best.out_checkpoint
 
 
-def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object]], dict[str, list[tk.Path]]]:
+def train_models(
+    data: dict, setup: Setup
+) -> tuple[dict[str, tuple[LmConfig, object]], dict[str, list[tk.Path]]]:
     """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and the
     learning-rate files of each model's training stages in order (BD3-LM: MDLM, full range, clipped)."""
     models, learning_rates = {}, {}
     for name in ("ar", "mdlm"):
         config = lm_config(name, setup)
         job = train_stage(f"lm/{name}/train", config, data, setup, setup.pretrain_epochs)
-        models[name] = (config, best_checkpoint(job, f"lm/{name}/best"))
+        models[name] = (config, best_checkpoint(job, config, f"lm/{name}/best"))
         learning_rates[name] = [job.out_learning_rates]
 
     full_epochs, clipped_epochs = setup.finetune_epochs
@@ -142,19 +144,14 @@ def train_models(data: dict, setup: Setup) -> tuple[dict[str, tuple[dict, object
             f"lm/{name}/full_range", full_range, data, setup, full_epochs, preload=models["mdlm"][1]
         )
         stage1_checkpoint = stage1.out_checkpoints[full_epochs]
-        search = SearchNoiseClipJob(stage1_checkpoint, full_range, data["dev_text_dict"], data["spm_model"])
+        search = SearchNoiseRangeJob(stage1_checkpoint, full_range, data["dev_text_dict"], data["spm_model"])
         search.add_alias(f"lm/{name}/clip_search")
         tk.register_output(f"lm/{name}/clip_search.txt", search.out_variances)
-        clipped = lm_config(
-            "bd3lm", setup, block_size=block_size, resample=True, noise_clip=search.out_noise_clip
-        )
+        clipped = replace(full_range, noise_range=search.out_noise_range)
         stage2 = train_stage(
             f"lm/{name}/clipped", clipped, data, setup, clipped_epochs, preload=stage1_checkpoint
         )
-        models[name] = (
-            lm_config("bd3lm", setup, block_size=block_size),
-            best_checkpoint(stage2, f"lm/{name}/best"),
-        )
+        models[name] = (clipped, best_checkpoint(stage2, clipped, f"lm/{name}/best"))
         learning_rates[name] = [*learning_rates["mdlm"], stage1.out_learning_rates, stage2.out_learning_rates]
     return models, learning_rates
 
@@ -166,8 +163,8 @@ def evaluate(data: dict, models: dict, setup: Setup) -> dict:
     for name, (config, checkpoint) in models.items():
         ppl = ComputePerplexityJob(checkpoint, config, data["test"], num_samples=setup.ppl_samples)
         ppl.add_alias(f"eval/{name}/test_ppl")
-        results[name] = {"test_ppl": ppl.out_perplexity, "test_nelbo": ppl.out_nelbo_per_token}
-        if config["kind"] != "ar":
+        results[name] = {"test_ppl": ppl.out_perplexity, "test_nats_per_token": ppl.out_nats_per_token}
+        if config.is_diffusion:
             samples = SampleLmJob(
                 checkpoint, config, data["spm_model"], num_samples=setup.num_lm_samples, max_len=64
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.returnn import PtCheckpoint, ReturnnConfig, ReturnnTrainingJob, project_root
+from recipe.lm.config import LmConfig
 from sisyphus import tk
 
 # The RETURNN config imports the training functions from the project's recipe/. The import line
@@ -13,18 +14,16 @@ from sisyphus import tk
 RETURNN_EPILOG = """
 import os, sys
 sys.path.insert(0, {project_root!r})
-from recipe.returnn_glue.train_step import get_model, train_step
-
-
-def dynamic_learning_rate(*, global_train_step, learning_rate, **_):
-    return learning_rate * min(1.0, (global_train_step + 1) / max(1, warmup_steps))
+from recipe.returnn_glue.train_step import dynamic_learning_rate, get_model, train_step
 """
-# A label of what the epilog does, hashed instead of its text; it stays when the code moves.
-RETURNN_EPILOG_HASH = "from recipe.returnn_lm import get_model, train_step; linear warmup v1"
+# A label of what the epilog does, hashed instead of its text (which holds the project's location).
+RETURNN_EPILOG_HASH = (
+    "recipe.returnn_glue.train_step: get_model, train_step, dynamic_learning_rate (linear warmup)"
+)
 
 
 def lm_returnn_config(
-    lm_config: dict[str, Any],
+    lm_config: LmConfig,
     *,
     train_dataset: dict[str, Any],
     dev_dataset: dict[str, Any],
@@ -37,19 +36,19 @@ def lm_returnn_config(
     preload_checkpoint: PtCheckpoint | tk.Path | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ReturnnConfig:
-    """RETURNN config for training ``lm_config`` (see ``recipe.lm.build``) with Adam(W) at a
-    constant learning rate after a linear warmup (the MDLM/BD3-LM recipe). ``batch_size`` counts
-    tokens; sequences longer than ``lm_config["max_seq_len"]`` are left out of training.
+    """RETURNN config for training ``lm_config`` with Adam(W) at a constant learning rate after a linear
+    warmup (the MDLM/BD3-LM recipe). ``batch_size`` counts tokens; sequences longer than
+    ``lm_config.max_seq_len`` are left out of training.
     ``preload_checkpoint`` initialises the weights from another training (BD3-LM from MDLM)."""
     config: dict[str, Any] = {
         "backend": "torch",
         "lm_config": lm_config,
-        "extern_data": {"data": {"dim": lm_config["vocab_size"], "sparse": True, "dtype": "int32"}},
+        "extern_data": {"data": {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}},
         "train": train_dataset,
         "dev": dev_dataset,
         "batch_size": batch_size,
         "max_seqs": max_seqs,
-        "max_seq_length": {"data": lm_config["max_seq_len"]},
+        "max_seq_length": {"data": lm_config.max_seq_len},
         "optimizer": {"class": "adamw", "epsilon": 1e-8, "betas": (0.9, 0.999), "weight_decay": weight_decay},
         "learning_rate": learning_rate,
         "warmup_steps": warmup_steps,

@@ -4,12 +4,13 @@ end to end in about a minute and is what the end-to-end tests run. ``sis manager
 from __future__ import annotations
 
 from config.exp import Setup, run_experiment
+from recipe.lm.config import preset_dims
 
 TINY = Setup(
     verses="Gen1:1-Gen50:26",
     dev_fraction=0.02,
     vocab_size=300,
-    model=(("preset", "tiny"), ("dropout", 0.0)),
+    model={**preset_dims("tiny"), "dropout": 0.0},
     max_seq_len=128,
     partition_epoch=8,
     pretrain_epochs=1,

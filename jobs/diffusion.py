@@ -1,34 +1,46 @@
-"""Diffusion-LM jobs outside RETURNN's train/forward tasks: the data-driven noise-clip search of
-BD3-LM, sampling, and the generative perplexity of samples under the AR baseline."""
+"""LM jobs that run in-process (not as a RETURNN task): the data-driven noise-range search of BD3-LM,
+sampling, and the generative perplexity of samples under the AR baseline. Models are loaded with
+``recipe.lm.build.load_model`` (EMA weights if present), on a GPU when there is one."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from jobs.returnn import PtCheckpoint
+from recipe.lm.config import LmConfig
 from sisyphus import Job, Task, tk
 
 
-def _load(lm_config: dict[str, Any], checkpoint: PtCheckpoint):
+def _load(lm_config: LmConfig, checkpoint: PtCheckpoint, spm_model: tk.Path):
+    """(model in eval mode, device) after checking that the SentencePiece model fits the LM."""
     import torch
 
-    from recipe.lm import build as lm_models
+    from recipe.data.sentencepiece_model import check_lm_vocabulary
+    from recipe.lm.build import load_model
 
+    check_lm_vocabulary(spm_model.get_path(), lm_config.vocab_size, lm_config.eos_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return lm_models.load_checkpoint(lm_config, checkpoint.path.get_path(), map_location=device), device
+    return load_model(lm_config, checkpoint.path.get_path(), device=device), device
 
 
-class SearchNoiseClipJob(Job):
-    """BD3-LM's clipped noise schedule, chosen on held-out text (``var_min``): among the candidate ranges
-    t ~ U[β, ω] given by ``clip_search_widths`` and ``clip_search_delta``, the one that minimises the
-    variance of the per-sequence training loss. Outputs ``out_noise_clip`` (Variable ``(β, ω)``, usable
-    as ``lm_config["noise_clip"]``) and ``out_variances`` (a table of all candidates)."""
+def _encode(texts: list[str], spm_model: tk.Path, lm_config: LmConfig, max_tokens: int):
+    """Length-sorted (tokens, lengths) batches of the texts + EOS, cut to the model length."""
+    from recipe.lm.text_batches import encode_texts, length_batches
+
+    seqs = [s[: lm_config.max_seq_len] for s in encode_texts(spm_model, texts)]
+    return [(tok, lens) for _, tok, lens in length_batches(seqs, max_tokens)]
+
+
+class SearchNoiseRangeJob(Job):
+    """BD3-LM's clipped noise schedule, chosen on held-out text (bd3lms' ``var_min``): among the candidate
+    ranges t ~ U[β, ω] given by ``clip_search_widths`` and ``clip_search_delta``, the one that minimises
+    the variance of the per-sequence training loss. Outputs ``out_noise_range`` (Variable ``(β, ω)``, for
+    ``LmConfig.noise_range``) and ``out_variances`` (a table of all candidates)."""
 
     def __init__(
         self,
         checkpoint: PtCheckpoint,
-        lm_config: dict[str, Any],
+        lm_config: LmConfig,
         text_dict: tk.Path,
         spm_model: tk.Path,
         *,
@@ -45,7 +57,7 @@ class SearchNoiseClipJob(Job):
         self.clip_search_delta = clip_search_delta
         self.max_seqs = max_seqs
         self.seed = seed
-        self.out_noise_clip = self.output_var("noise_clip")
+        self.out_noise_range = self.output_var("noise_range")
         self.out_variances = self.output_path("variances.txt")
 
     def tasks(self):
@@ -55,22 +67,23 @@ class SearchNoiseClipJob(Job):
         import torch
 
         from recipe.data.text_dict import read_text_dict
-        from recipe.lm.block_diffusion import var_min_clip_search
-        from recipe.lm.text_batches import encode_texts, length_batches
+        from recipe.lm.block_diffusion import search_noise_range
 
-        model, device = _load(self.lm_config, self.checkpoint)
+        model, device = _load(self.lm_config, self.checkpoint, self.spm_model)
         texts = [t for _, t in sorted(read_text_dict(self.text_dict).items())][: self.max_seqs]
-        seqs = [s[: self.lm_config["max_seq_len"]] for s in encode_texts(self.spm_model, texts)]
-        batches = [(tok.to(device), lens.to(device)) for _, tok, lens in length_batches(seqs, 4096)]
+        batches = [
+            (tok.to(device), lens.to(device))
+            for tok, lens in _encode(texts, self.spm_model, self.lm_config, 4096)
+        ]
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        best, table = var_min_clip_search(
+        best, table = search_noise_range(
             model, batches, self.clip_search_widths, self.clip_search_delta, generator=generator
         )
         with open(self.out_variances.get_path(), "w") as f:
             f.write("beta\tomega\tvariance of the per-sequence loss (nats/token)^2\n")
             for (low, high), var in sorted(table.items(), key=lambda kv: kv[1]):
                 f.write(f"{low:.3f}\t{high:.3f}\t{var:.6f}{'  <- chosen' if (low, high) == best else ''}\n")
-        self.out_noise_clip.set(best)
+        self.out_noise_range.set(best)
 
 
 class SampleLmJob(Job):
@@ -80,7 +93,7 @@ class SampleLmJob(Job):
     def __init__(
         self,
         checkpoint: PtCheckpoint,
-        lm_config: dict[str, Any],
+        lm_config: LmConfig,
         spm_model: tk.Path,
         *,
         num_samples: int = 32,
@@ -109,32 +122,28 @@ class SampleLmJob(Job):
         from recipe.data.sentencepiece_model import load_sentencepiece
         from recipe.lm import sampling
 
-        model, device = _load(self.lm_config, self.checkpoint)
+        model, device = _load(self.lm_config, self.checkpoint, self.spm_model)
         generator = torch.Generator(device=device).manual_seed(self.seed)
-        kind = self.lm_config["kind"]
         common = {"nucleus_p": self.nucleus_p, "generator": generator, "device": device}
-        if kind == "bd3lm":
+        if self.lm_config.kind == "bd3lm":
             samples = sampling.sample_bd3lm(model, self.num_samples, self.max_len, **common)
-        elif kind == "mdlm":
+        elif self.lm_config.kind == "mdlm":
             samples = sampling.sample_mdlm(
                 model, self.num_samples, self.max_len, num_steps=self.num_steps, **common
             )
         else:
             samples = sampling.sample_ar(model, self.num_samples, self.max_len, **common)
         sp = load_sentencepiece(self.spm_model)
-        eos = self.lm_config["eos_id"]
         with open(self.out_samples.get_path(), "w", encoding="utf-8") as f:
             for seq in samples.sequences:
-                f.write(sp.decode([t for t in seq if t != eos]) + "\n")
+                f.write(sp.decode([t for t in seq if t != self.lm_config.eos_id]) + "\n")
         self.out_num_forward.set(samples.num_forward)
 
 
 class GenerativePerplexityJob(Job):
     """Perplexity of sample texts under a scoring LM (usually the AR baseline): exp(−Σ log p / Σ tokens)."""
 
-    def __init__(
-        self, samples: tk.Path, checkpoint: PtCheckpoint, lm_config: dict[str, Any], spm_model: tk.Path
-    ):
+    def __init__(self, samples: tk.Path, checkpoint: PtCheckpoint, lm_config: LmConfig, spm_model: tk.Path):
         self.samples = samples
         self.checkpoint = checkpoint
         self.lm_config = lm_config
@@ -146,15 +155,13 @@ class GenerativePerplexityJob(Job):
 
     def run(self) -> None:
         from recipe.lm.likelihood import sequence_log_likelihood
-        from recipe.lm.text_batches import encode_texts, length_batches
 
-        model, device = _load(self.lm_config, self.checkpoint)
+        model, device = _load(self.lm_config, self.checkpoint, self.spm_model)
         texts = [line.rstrip("\n") for line in open(self.samples.get_path(), encoding="utf-8")]
         if not texts:
             raise ValueError(f"{self.samples}: no samples to score")
-        seqs = [s[: self.lm_config["max_seq_len"]] for s in encode_texts(self.spm_model, texts)]
         total, tokens = 0.0, 0
-        for _, tok, lens in length_batches(seqs, 8192):
+        for tok, lens in _encode(texts, self.spm_model, self.lm_config, 8192):
             total += float(sequence_log_likelihood(model, tok.to(device), lens.to(device)).sum())
             tokens += int(lens.sum())
         self.out_perplexity.set(math.exp(-total / tokens))

@@ -2,7 +2,9 @@
 
 Both write a RETURNN config (task=forward, ``load`` = the checkpoint, the model from
 ``recipe.returnn_glue.train_step.get_model``, ``forward_step``/``forward_callback`` from
-``recipe.returnn_glue.forward``) and run RETURNN in the job's work directory.
+``recipe.returnn_glue.forward``) and run RETURNN in the job's work directory. Diffusion LMs are scored
+with the NELBO over the full noise range (``noise_range``, default [1e-3, 1] as in the reference work),
+whatever range they were trained on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import subprocess
 from typing import Any
 
 from jobs.returnn import PtCheckpoint, ReturnnConfig, _resolve_device, project_root, returnn_python
+from recipe.lm.config import LmConfig
 from sisyphus import Job, Task, tk
+
+FULL_NOISE_RANGE = (1e-3, 1.0)
 
 FORWARD_EPILOG = """
 import sys
@@ -46,21 +51,20 @@ def run_returnn_forward(
 class ComputePerplexityJob(Job):
     """Perplexity of an LM on a RETURNN dataset: exact for the AR LM, the NELBO bound for diffusion LMs.
 
-    ``scoring`` options: ``num_samples`` Monte-Carlo samples per sequence (diffusion), ``eps_min``/``eps_max``
-    the evaluation noise range (1e-3..1 as in the reference work), ``stratified``, ``seed``.
-    Outputs: ``out_perplexity`` = exp(−Σ score / Σ tokens) (EOS counted), ``out_nelbo_per_token`` (nats),
+    ``scoring`` options: ``num_samples`` Monte-Carlo samples per sequence (diffusion), ``noise_range``
+    (beta, omega) of the evaluation, ``stratified``, ``seed``.
+    Outputs: ``out_perplexity`` = exp(−Σ score / Σ tokens) (EOS counted), ``out_nats_per_token`` (−Σ score / Σ tokens: NLL for AR, NELBO for diffusion LMs),
     ``out_num_tokens``, ``out_num_seqs`` (Variables) and ``out_scores`` (``{tag: score}`` python literal).
     """
 
     def __init__(
         self,
         checkpoint: PtCheckpoint,
-        lm_config: dict[str, Any],
+        lm_config: LmConfig,
         dataset: dict[str, Any],
         *,
         num_samples: int = 32,
-        eps_min: float = 1e-3,
-        eps_max: float = 1.0,
+        noise_range: tuple[float, float] = FULL_NOISE_RANGE,
         stratified: bool = True,
         seed: int = 0,
         batch_size: int = 4000,
@@ -74,8 +78,7 @@ class ComputePerplexityJob(Job):
         self.dataset = dataset
         self.scoring = {
             "num_samples": num_samples,
-            "eps_min": eps_min,
-            "eps_max": eps_max,
+            "noise_range": noise_range,
             "stratified": stratified,
             "seed": seed,
         }
@@ -83,7 +86,7 @@ class ComputePerplexityJob(Job):
         self.device = device
         self.rqmt = {"cpu": cpu_rqmt, "mem": mem_rqmt, "time": time_rqmt, "gpu": 1 if device == "gpu" else 0}
         self.out_perplexity = self.output_var("perplexity")
-        self.out_nelbo_per_token = self.output_var("nelbo_per_token")
+        self.out_nats_per_token = self.output_var("nats_per_token")
         self.out_num_tokens = self.output_var("num_tokens")
         self.out_num_seqs = self.output_var("num_seqs")
         self.out_scores = self.output_path("scores.py")
@@ -107,9 +110,7 @@ class ComputePerplexityJob(Job):
             {
                 "lm_config": self.lm_config,
                 "forward_data": self.dataset,
-                "extern_data": {
-                    "data": {"dim": self.lm_config["vocab_size"], "sparse": True, "dtype": "int32"}
-                },
+                "extern_data": {"data": {"dim": self.lm_config.vocab_size, "sparse": True, "dtype": "int32"}},
                 "batch_size": self.batch_size,
                 "max_seqs": 64,
                 "scoring": {**self.scoring, "output": os.path.abspath("scores.jsonl")},
@@ -124,7 +125,7 @@ class ComputePerplexityJob(Job):
         total = sum(e["score"] for e in entries.values())
         tokens = sum(e["num_tokens"] for e in entries.values())
         write_text_dict(self.out_scores.get_path(), {t: repr(e["score"]) for t, e in sorted(entries.items())})
-        self.out_nelbo_per_token.set(-total / tokens)
+        self.out_nats_per_token.set(-total / tokens)
         self.out_perplexity.set(math.exp(-total / tokens))
         self.out_num_tokens.set(tokens)
         self.out_num_seqs.set(len(entries))
@@ -145,15 +146,14 @@ class RescoreNBestJob(Job):
         self,
         hypothesis_file: tk.Path,
         checkpoint: PtCheckpoint,
-        lm_config: dict[str, Any],
+        lm_config: LmConfig,
         spm_model: tk.Path,
         *,
         sampling_number: int = 10,
         shared_noise: bool = True,
         stratified: bool = True,
         seed: int = 0,
-        eps_min: float = 1e-3,
-        eps_max: float = 1.0,
+        noise_range: tuple[float, float] = FULL_NOISE_RANGE,
         batch_size: int = 100000,
         device: str = "auto",
         cpu_rqmt: int = 1,
@@ -169,8 +169,7 @@ class RescoreNBestJob(Job):
             "shared_noise": shared_noise,
             "stratified": stratified,
             "seed": seed,
-            "eps_min": eps_min,
-            "eps_max": eps_max,
+            "noise_range": noise_range,
         }
         self.batch_size = batch_size
         self.device = device
@@ -200,8 +199,9 @@ class RescoreNBestJob(Job):
             read_nbest,
             write_search_output,
         )
-        from recipe.data.sentencepiece_model import load_sentencepiece
+        from recipe.data.sentencepiece_model import check_lm_vocabulary, load_sentencepiece
 
+        check_lm_vocabulary(self.spm_model.get_path(), self.lm_config.vocab_size, self.lm_config.eos_id)
         nbest = read_nbest(self.hypothesis_file)  # errors name file and line
         report = [
             f"{self.hypothesis_file}: {len(nbest)} utterances, {sum(map(len, nbest.values()))} hypotheses"
@@ -239,7 +239,7 @@ class RescoreNBestJob(Job):
                         "vocab": vocab,
                     },
                     "extern_data": {
-                        "data_flat": {"dim": self.lm_config["vocab_size"], "sparse": True, "dtype": "int32"},
+                        "data_flat": {"dim": self.lm_config.vocab_size, "sparse": True, "dtype": "int32"},
                         "data_seq_lens": {"shape": (None,), "dtype": "int32"},
                     },
                     "batch_size": self.batch_size,

@@ -12,7 +12,7 @@ class ExperimentReportJob(Job):
     """``out_report`` (markdown): perplexity and WER tables; ``out_plot`` (png): dev score curves,
     test perplexities and test WERs.
 
-    ``perplexities``: {model: {"test_ppl": Variable, "test_nelbo": Variable, "gen_ppl_under_ar": Variable}};
+    ``perplexities``: {model: {"test_ppl": Variable, "test_nats_per_token": Variable, "gen_ppl_under_ar": Variable}};
     ``wers``: {system: {"dev": Variable, "test": Variable}}; ``learning_rates``: {model: [RETURNN
     learning-rate file of each training stage]}; ``notes``: extra markdown lines.
     """

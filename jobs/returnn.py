@@ -19,13 +19,17 @@ import subprocess
 import sys
 from typing import Any
 
+from recipe.lm.config import LmConfig
 from sisyphus import Job, Task, gs, tk
 from sisyphus.hash import sis_hash_helper
 
 
 def instanciate_paths(obj: Any) -> Any:
-    """A copy of ``obj`` with every ``tk.Variable`` replaced by its value and every ``tk.Path`` by its
-    absolute path string (used when the config file is written, i.e. once all inputs exist)."""
+    """A copy of ``obj`` with every ``tk.Variable`` replaced by its value, every ``tk.Path`` by its
+    absolute path string and an ``LmConfig`` by its dict (used when the config file is written, i.e. once
+    all inputs exist)."""
+    if isinstance(obj, LmConfig):
+        return instanciate_paths(obj.as_dict())
     if isinstance(obj, tk.Variable):
         return obj.get()
     if isinstance(obj, tk.Path):

@@ -24,7 +24,7 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
 def perplexity_section(perplexities: Mapping[str, Mapping[str, Any]]) -> str:
     """Test perplexity (exact for AR, NELBO bound for diffusion LMs) and generative perplexity."""
     rows = [
-        [name, p.get("test_ppl"), p.get("test_nelbo"), p.get("gen_ppl_under_ar")]
+        [name, p.get("test_ppl"), p.get("test_nats_per_token"), p.get("gen_ppl_under_ar")]
         for name, p in perplexities.items()
     ]
     return (
@@ -58,7 +58,8 @@ def plot_report(
     for name, stages in sorted(learning_rates.items(), key=lambda kv: -len(kv[1])):
         series, offset = [], 0
         for path in stages:  # stages continue each other's epochs (BD3-LM after its MDLM pretraining)
-            stage = score_series(read_learning_rates(path), "dev_loss_nelbo")
+            epochs = read_learning_rates(path)
+            stage = score_series(epochs, "dev_loss_nelbo") or score_series(epochs, "dev_loss_nll")
             series += [(offset + e, v) for e, v in stage]
             offset += max((e for e, _ in stage), default=0)
         axes[0].plot([e for e, _ in series], [v for _, v in series], marker="o", label=name)

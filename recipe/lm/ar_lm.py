@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
-from recipe.lm.checkpoint_compat import CheckedLoadMixin
+from recipe.lm.checkpoints import CheckedLoadMixin
 from recipe.lm.dit import DiT, DiTConfig
 
 
@@ -38,7 +38,7 @@ class ARLM(CheckedLoadMixin):
 
     def config_summary(self) -> str:
         c = self.backbone.cfg
-        return f"config (kind=ar, vocab_size={self.vocab_size}, hidden={c.hidden}, n_blocks={c.n_blocks})"
+        return f"config (kind=ar, vocab_size={self.vocab_size}, hidden={c.hidden}, n_layers={c.n_layers})"
 
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log p(x_i | EOS, x_<i) as float32 [B, T]; 0 at padding positions."""
@@ -53,9 +53,6 @@ class ARLM(CheckedLoadMixin):
         """Exact log p(x) per sequence, float32 [B]."""
         return self.token_log_probs(tokens, lengths).sum(dim=1)
 
-    def loss(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(summed NLL over all tokens of the batch, number of tokens); ``generator`` is unused."""
-        del generator
+    def loss(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed NLL over all tokens of the batch, number of tokens)."""
         return -self.token_log_probs(tokens, lengths).sum(), lengths.sum()

@@ -11,9 +11,9 @@ forward pass over [x_t ; x_0] (2L positions, both halves with positions 1..L aft
     x_0 query i -> x_t key j:  never,
 
 and reads logits from the x_t half.  L' = L reduces to MDLM; L' = 1 to an AR model whose input at
-position i is [MASK].  Clipped schedules draw t_b ~ U[beta, omega]; ``var_min_clip_search`` picks the
-(beta, omega) that minimises the variance of the per-sequence loss on held-out batches.  With
-``resample`` a block whose masked fraction falls outside the clipped range is redrawn (bounded
+position i is [MASK].  Clipped schedules draw t_b ~ U[beta, omega] (the noise range); ``search_noise_range``
+picks the (beta, omega) that minimises the variance of the per-sequence loss on held-out batches (bd3lms'
+``var_min``).  With ``resample`` a block whose masked fraction falls outside the noise range is redrawn (bounded
 retries).  Batches are padded internally to a multiple of L'; padding is excluded from attention and loss.
 As in MDLM a clean BOS (the EOS id) at position 0 precedes the sequence; every query may attend to it,
 so block b models p(x^b | BOS, x^{<b}) and L' = 1 predicts x_l from BOS, x_<l exactly like the AR LM.
@@ -136,16 +136,17 @@ class BD3LM(MDLM):
         lengths: torch.Tensor,
         seq_len: int,
         generator: torch.Generator | None,
-        clip: tuple[float, float],
+        noise_range: tuple[float, float],
     ) -> torch.Tensor:
-        """Per-block masks; with ``resample``, blocks whose masked fraction is outside ``clip`` are redrawn.
+        """Per-block masks; with ``resample``, blocks whose masked fraction is outside ``noise_range`` are
+        redrawn.
 
         A bound is only enforced when it is clipped (low > sampling_eps or high < 1).  Blocks that can
-        never fit (e.g. a last block of 1 real token and clip [0.45, 0.95]) are left as drawn; the redraw
+        never fit (e.g. a last block of 1 real token and noise range [0.45, 0.95]) are left as drawn; the redraw
         stops after MAX_RESAMPLE_ROUNDS rounds.
         """
-        mask = super().draw_mask(t, lengths, seq_len, generator, clip)
-        low, high = clip
+        mask = super().draw_mask(t, lengths, seq_len, generator, noise_range)
+        low, high = noise_range
         check_low, check_high = low > self.schedule.eps + 1e-9, high < 1.0 - 1e-9
         if not (self.resample and (check_low or check_high)):
             return mask
@@ -168,15 +169,17 @@ class BD3LM(MDLM):
         return mask
 
 
-def clip_candidates(widths: Sequence[float], delta: float, eps: float) -> list[tuple[float, float]]:
+def noise_range_candidates(widths: Sequence[float], delta: float, eps: float) -> list[tuple[float, float]]:
     """(beta, omega) pairs: the full range (eps, 1) and, per width w, beta = k delta for k = 0..(1-w)/delta,
     omega = beta + w, both clamped to >= eps."""
     if delta <= 0:
-        raise ValueError(f"clip_candidates: clip_search_delta must be positive, got {delta}")
+        raise ValueError(f"noise_range_candidates: clip_search_delta must be positive, got {delta}")
     cands = [(eps, 1.0)]
     for width in widths:
         if not 0.0 < width <= 1.0:
-            raise ValueError(f"clip_candidates: clip_search_widths entries must be in (0, 1], got {width}")
+            raise ValueError(
+                f"noise_range_candidates: clip_search_widths entries must be in (0, 1], got {width}"
+            )
         for k in range(int(round((1.0 - width) / delta)) + 1):
             low = round(k * delta, 10)
             pair = (max(low, eps), max(round(low + width, 10), eps))
@@ -186,26 +189,25 @@ def clip_candidates(widths: Sequence[float], delta: float, eps: float) -> list[t
 
 
 @torch.no_grad()
-def var_min_clip_search(
+def search_noise_range(
     model: MDLM,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     widths: Sequence[float],
     delta: float,
     generator: torch.Generator | None = None,
-    apply: bool = True,
 ) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
     """Data-driven clipped schedule: for every candidate (beta, omega) draw the training noise
     (t ~ U[beta, omega], masks as in training) on each batch, and compute the variance over all
-    sequences of the per-sequence loss NELBO(x) / |x|.  Returns (best pair, {pair: variance}); with
-    ``apply`` the best pair becomes the model's ``noise_clip``.  Runs the model in eval mode."""
+    sequences of the per-sequence loss NELBO(x) / |x|.  Returns (best pair, {pair: variance}); the best
+    pair is meant for ``LmConfig.noise_range`` of the next training.  Runs the model in eval mode."""
     data = list(batches)
     if not data:
-        raise ValueError("var_min_clip_search: no validation batches given")
+        raise ValueError("search_noise_range: no validation batches given")
     was_training = model.training
     model.eval()
     table: dict[tuple[float, float], float] = {}
     try:
-        for low, high in clip_candidates(widths, delta, model.schedule.eps):
+        for low, high in noise_range_candidates(widths, delta, model.schedule.eps):
             per_seq = []
             for tokens, lengths in data:
                 x0 = clean_padding(tokens, lengths, 0)
@@ -215,7 +217,4 @@ def var_min_clip_search(
             table[(low, high)] = float(torch.cat(per_seq).var())
     finally:
         model.train(was_training)
-    best = min(table, key=table.__getitem__)
-    if apply:
-        model.set_noise_clip(*best)
-    return best, table
+    return min(table, key=table.__getitem__), table

@@ -1,6 +1,7 @@
-"""Clear errors when a checkpoint does not fit the model built from a config.
+"""Reading checkpoints safely, and clear errors when one does not fit the model built from a config.
 
-``load_state_dict`` of the LM classes first compares the architecture read off the state dict
+``read_checkpoint`` loads tensors only (``torch.load(weights_only=True)``): nothing in a checkpoint file
+can run code. ``load_state_dict`` of the LM classes (also called by RETURNN) first compares the architecture read off the state dict
 (embedding rows, hidden size, number of blocks, output size, time conditioning) with the model's own
 and raises a ValueError that names both, instead of torch's per-tensor size-mismatch list.  Shape
 mismatches and unexpected backbone tensors are errors even with ``strict=False`` (which RETURNN uses),
@@ -9,24 +10,30 @@ since they mean a different architecture, not a partial initialisation.
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+# state-dict entries of earlier versions of this project that are no longer model state
+_LEGACY_KEYS = ("noise_clip",)
+
 _BLOCK_KEY = re.compile(r"^backbone\.blocks\.(\d+)\.")
 
 
 def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Architecture facts of an LM state dict: embedding rows, hidden, n_blocks, output size, conditioning."""
+    """Architecture facts of an LM state dict: embedding rows, hidden, n_layers, output size, conditioning."""
     desc: dict[str, Any] = {}
     emb = state_dict.get("backbone.embed.weight")
     if emb is not None:
         desc["embedding_rows"], desc["hidden"] = tuple(emb.shape)
     blocks = {int(m.group(1)) for k in state_dict for m in [_BLOCK_KEY.match(k)] if m}
-    desc["n_blocks"] = len(blocks)
+    desc["n_layers"] = len(blocks)
     out = state_dict.get("backbone.out.weight")
     desc["output_size"] = int(out.shape[0]) if out is not None else "tied"
     cond = state_dict.get("backbone.time_embed.mlp.0.weight")
@@ -37,6 +44,22 @@ def describe_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any
     if mlp is not None:
         desc["mlp_hidden"] = int(mlp.shape[0])
     return desc
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The model state dict of a RETURNN ``epoch.NNN.pt`` (``{"model": state_dict, ...}``) or of a bare
+    state-dict file, on the CPU. Only tensors and plain containers are unpickled (weights_only)."""
+    name = os.fspath(path)
+    try:
+        data = torch.load(name, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {name} does not exist") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise ValueError(f"checkpoint {name} cannot be read as tensors: {str(e).splitlines()[0]}") from None
+    state = data.get("model", data) if isinstance(data, dict) else data
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint {name} holds no state dict of tensors")
+    return {k: v for k, v in state.items() if k not in _LEGACY_KEYS}
 
 
 def check_compatible(
@@ -74,5 +97,6 @@ class CheckedLoadMixin(nn.Module):
         raise NotImplementedError
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        state_dict = {k: v for k, v in state_dict.items() if k not in _LEGACY_KEYS}
         check_compatible(self, state_dict, "checkpoint state dict", self.config_summary())
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

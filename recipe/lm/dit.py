@@ -24,13 +24,6 @@ from recipe.lm.rotary import apply_rotary, rotary_cos_sin
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": {"hidden": 64, "n_blocks": 2, "n_heads": 4, "cond_dim": 32},
-    "mini": {"hidden": 256, "n_blocks": 4, "n_heads": 4, "cond_dim": 64},
-    "small": {"hidden": 768, "n_blocks": 12, "n_heads": 12, "cond_dim": 128},
-    "medium": {"hidden": 1024, "n_blocks": 24, "n_heads": 16, "cond_dim": 128},
-}
-
 
 @dataclass(frozen=True)
 class DiTConfig:
@@ -43,7 +36,7 @@ class DiTConfig:
     input_size: int
     output_size: int
     hidden: int = 768
-    n_blocks: int = 12
+    n_layers: int = 12
     n_heads: int = 12
     cond_dim: int = 128
     mlp_ratio: int = 4
@@ -159,7 +152,7 @@ class DiT(nn.Module):
         self.embed = nn.Embedding(cfg.input_size, cfg.hidden)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.time_embed = TimestepEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
-        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_blocks))
+        self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_layers))  # named as in bd3lms' DiT
         self.norm_out = nn.LayerNorm(cfg.hidden)
         self.ada_out = None
         if cfg.time_conditioning:

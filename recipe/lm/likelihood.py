@@ -3,7 +3,7 @@
 Diffusion LMs are scored with the continuous-time bound of the linear masking schedule alpha_t = 1 - t
 (alpha_1 = 0, so there is no prior term and log p(x) >= -NELBO(x)):
 
-    NELBO(x) = sum_b E_{t ~ U[eps_min, eps_max]} [ (1/t) E_{M ~ Bernoulli(t)^{n_b}} sum_{l in M} CE_l ],
+    NELBO(x) = sum_b E_{t ~ U[beta, omega]} [ (1/t) E_{M ~ Bernoulli(t)^{n_b}} sum_{l in M} CE_l ],
 
 where block b has n_b real tokens (MDLM: one block, the whole sequence) and CE_l = -log p_theta(x_l |
 x masked on M, clean blocks before b).  The inner expectation is estimated with the mask conditioned on
@@ -15,7 +15,7 @@ The conditional mask is drawn exactly: the first masked position J has P(J = j) 
 t (1 - t)^{j-1} (inverse CDF of a uniform v), later positions are masked iff u_l < t.  For a single-token
 block (BD3-LM with L' = 1) the estimate is (t / t) CE = -log p(x_l | x_<l) for every t: the exact
 autoregressive log-likelihood.  Variance reduction: ``stratified``: over the K samples every draw is
-stratified, t = eps_min + (eps_max - eps_min) (s_k + w_k) / K with s a random permutation of 0..K-1 per
+stratified, t = beta + (omega - beta) (s_k + w_k) / K with s a random permutation of 0..K-1 per
 block, and likewise the mask uniforms u, v per position (a Latin hypercube; each sample stays marginally
 exact, so the mean stays unbiased).  For a trained model most variance comes from which tokens get
 masked, not from t, so stratifying u matters more than stratifying t.  ``shared_noise``: all sequences of
@@ -63,8 +63,7 @@ def nelbo_samples(
     tokens: torch.Tensor,
     lengths: torch.Tensor,
     num_samples: int = 10,
-    eps_min: float = 1e-3,
-    eps_max: float = 1.0,
+    noise_range: tuple[float, float] = (1e-3, 1.0),
     groups: torch.Tensor | None = None,
     stratified: bool = True,
     generator: torch.Generator | None = None,
@@ -79,8 +78,9 @@ def nelbo_samples(
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
     if num_samples < 1:
         raise ValueError(f"nelbo_samples: num_samples must be >= 1, got {num_samples}")
-    if not 0.0 < eps_min <= eps_max <= 1.0:
-        raise ValueError(f"nelbo_samples: need 0 < eps_min <= eps_max <= 1, got [{eps_min}, {eps_max}]")
+    beta, omega = noise_range
+    if not 0.0 < beta <= omega <= 1.0:
+        raise ValueError(f"nelbo_samples: noise_range must satisfy 0 < beta <= omega <= 1, got {noise_range}")
     check_batch(tokens, lengths, model.vocab_size, model.max_seq_len)
     x0 = clean_padding(tokens, lengths, 0)
     batch, seq_len = x0.shape
@@ -101,7 +101,7 @@ def nelbo_samples(
             return stratified_uniform(shape, generator, device, shuffle=True).permute(1, 0, 2)
         return uniform(shape, generator, device).permute(1, 0, 2)
 
-    t = scale_to_range(draw(n_blocks), eps_min, eps_max)
+    t = scale_to_range(draw(n_blocks), beta, omega)
     v = draw(n_blocks)
     u = draw(seq_len)
 
@@ -139,8 +139,7 @@ def sequence_log_likelihood(
     tokens: torch.Tensor,
     lengths: torch.Tensor,
     num_samples: int = 10,
-    eps_min: float = 1e-3,
-    eps_max: float = 1.0,
+    noise_range: tuple[float, float] = (1e-3, 1.0),
     shared_noise: bool = False,
     groups: torch.Tensor | None = None,
     stratified: bool = True,
@@ -165,6 +164,6 @@ def sequence_log_likelihood(
     if not shared_noise:
         groups = None
     samples = nelbo_samples(
-        model, tokens, lengths, num_samples, eps_min, eps_max, groups, stratified, generator, max_rows
+        model, tokens, lengths, num_samples, noise_range, groups, stratified, generator, max_rows
     )
     return -samples.mean(dim=1)

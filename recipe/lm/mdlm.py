@@ -8,7 +8,7 @@ x_theta(x_t): the [MASK] logit is -inf (zero masking) and an unmasked position c
     NELBO(x_0) = E_{t ~ U[beta, omega]} [ (1/t) * sum_{l: x_t^l = MASK} -log x_theta(x_t)_l[x_0^l] ],
 
 with antithetic t over the batch, t_i = beta + (omega - beta) ((u + i/B) mod 1), and [beta, omega]
-= ``noise_clip`` (default [eps, 1]).  Without time conditioning the denoiser does not see t (the
+the training noise range (``LmConfig.noise_range``, default [eps, 1]).  Without time conditioning the denoiser does not see t (the
 masking rate is inferable); with it the backbone gets sigma(t) via adaLN.  The denoiser input starts
 with a clean BOS (the EOS id; never masked, never scored) at position 0: with rotary (relative)
 positions alone, a fully masked sequence would give the same output at every position.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
-from recipe.lm.checkpoint_compat import CheckedLoadMixin
+from recipe.lm.checkpoints import CheckedLoadMixin
 from recipe.lm.dit import DiT, DiTConfig
 from recipe.lm.noise_schedule import LogLinearSchedule, antithetic_uniform, scale_to_range, uniform
 
@@ -75,21 +75,13 @@ class MDLM(CheckedLoadMixin):
         self.antithetic = antithetic
         self.time_conditioning = backbone.time_conditioning
         self.backbone = DiT(backbone)
-        self.register_buffer(
-            "noise_clip", torch.tensor([sampling_eps, 1.0]), persistent=False
-        )  # from the config
 
     def config_summary(self) -> str:
         c = self.backbone.cfg
         return (
             f"config (kind={type(self).__name__.lower()}, vocab_size={self.vocab_size}, hidden={c.hidden}, "
-            f"n_blocks={c.n_blocks}, time_conditioning={c.time_conditioning})"
+            f"n_layers={c.n_layers}, time_conditioning={c.time_conditioning})"
         )
-
-    def set_noise_clip(self, low: float, high: float) -> None:
-        """Training draws t ~ U[low, high] (clipped schedule); set from the LM config, not from checkpoints."""
-        scale_to_range(torch.zeros(1), low, high)
-        self.noise_clip.copy_(torch.tensor([low, high]))
 
     def block_len(self, seq_len: int) -> int:
         """Tokens per diffusion block: the whole sequence for MDLM."""
@@ -122,13 +114,13 @@ class MDLM(CheckedLoadMixin):
         lengths: torch.Tensor,
         seq_len: int,
         generator: torch.Generator | None,
-        clip: tuple[float, float],
+        noise_range: tuple[float, float],
     ) -> torch.Tensor:
         """Bool [B, T]: real token l is masked iff u_l < 1 - alpha_{t(l)}, u_l ~ U[0, 1).
 
-        ``clip`` is the range t was drawn from (used by BD3-LM's resampling, ignored here).
+        ``noise_range`` is the range t was drawn from (used by BD3-LM's resampling, ignored here).
         """
-        del clip
+        del noise_range
         u = uniform((t.shape[0], seq_len), generator, t.device)
         return (u < self.schedule.move_chance(self.expand_t(t, seq_len))) & valid_mask(lengths, seq_len)
 
@@ -182,13 +174,19 @@ class MDLM(CheckedLoadMixin):
         return self.schedule.loss_weight(t_pos) * self.masked_nll(x0, lengths, xt, sigma_pos)
 
     def loss(
-        self, tokens: torch.Tensor, lengths: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        noise_range: tuple[float, float] | None = None,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(NELBO summed over the batch with one t draw per sequence/block, number of tokens)."""
+        """(NELBO summed over the batch with one t draw per sequence/block, number of tokens).
+
+        t ~ U[beta, omega] with (beta, omega) = ``noise_range``, default the full range [eps, 1]."""
         check_batch(tokens, lengths, self.vocab_size, self.max_seq_len)
-        x0 = clean_padding(tokens, lengths, 0)
+        x0 = clean_padding(tokens, lengths, self.eos_id)
         batch, seq_len = x0.shape
-        low, high = self.noise_clip.tolist()
+        low, high = noise_range or (self.schedule.eps, 1.0)
         t = self.draw_t(batch, self.num_blocks(seq_len), generator, x0.device, low, high)
         mask = self.draw_mask(t, lengths, seq_len, generator, (low, high))
         return self.nelbo_terms(x0, lengths, t, mask).sum(), lengths.sum()

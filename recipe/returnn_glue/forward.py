@@ -1,8 +1,10 @@
 """RETURNN forward pass that scores sequences with an LM (perplexity and n-best rescoring).
 
-The RETURNN config defines ``lm_config`` (see ``recipe.lm.build``) and ``scoring`` =
-``{"num_samples", "eps_min", "eps_max", "shared_noise", "stratified", "seed", "output"}``, and imports
-``forward_step`` and ``forward_callback`` from here. Two data layouts:
+The RETURNN config defines ``lm_config`` (``LmConfig.as_dict()``) and ``scoring`` =
+``{"num_samples", "noise_range", "shared_noise", "stratified", "seed", "output"}``, loads the checkpoint
+with RETURNN's ``load`` (through the model's ``load_state_dict``, as every load in this project), and
+imports ``get_model`` (``recipe.returnn_glue.train_step``), ``forward_step`` and ``forward_callback`` from
+here. Two data layouts:
 
 * ``data`` [B, T] (LmDataset, ogg zip): one score per sequence. The callback writes JSON lines
   ``{"tag", "score", "num_tokens"}`` to ``scoring["output"]``.
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 
+from recipe.lm.build import use_averaged_weights
 from recipe.lm.likelihood import sequence_log_likelihood
 
 _GENERATOR: dict[str, torch.Generator] = {}
@@ -60,8 +63,7 @@ def _score(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, 
         tokens,
         lengths,
         num_samples=int(opts.get("num_samples", 10)),
-        eps_min=float(opts.get("eps_min", 1e-3)),
-        eps_max=float(opts.get("eps_max", 1.0)),
+        noise_range=tuple(opts.get("noise_range", (1e-3, 1.0))),
         shared_noise=shared and bool(opts.get("shared_noise", True)),
         stratified=bool(opts.get("stratified", True)),
         generator=_generator(tokens.device, int(opts.get("seed", 0))),
@@ -74,10 +76,7 @@ def forward_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     import returnn.frontend as rf
 
     model.eval()
-    ema = getattr(model, "ema", None)
-    if ema is not None and not getattr(model, "_ema_applied", False):
-        ema.copy_to(model)  # evaluate the averaged weights, as the reference work does
-        model._ema_applied = True
+    use_averaged_weights(model)
     ctx = rf.get_run_ctx()
     if "data_flat" in extern_data.data:
         flat = extern_data["data_flat"]

@@ -1,12 +1,12 @@
-"""The functions a RETURNN (torch backend) config calls to train the LMs of ``recipe.lm.build``.
+"""The functions a RETURNN (torch backend) config calls to train the LMs of ``recipe.lm``.
 
-The config defines ``lm_config`` (the plain dict of ``lm_models.build_model``) and imports
-``get_model`` and ``train_step`` from here. ``train_step`` reports the summed NELBO (diffusion)
-or NLL (AR) of the batch with ``custom_inv_norm_factor`` = number of tokens, so RETURNN's scores
-(and its learning-rate file, ``dev_loss_nelbo``) are nats per token and exp(score) is the
-(bound on the) perplexity. Training draws t from the model's (possibly clipped) noise range; dev
-scores always use the full range [sampling_eps, 1], so they are NELBO bounds comparable across
-trainings. EMA weights, when configured, are updated at every training step.
+The config defines ``lm_config`` (``LmConfig.as_dict()``) and ``warmup_steps`` and imports
+``get_model``, ``train_step`` and ``dynamic_learning_rate`` from here. ``train_step`` reports the summed
+NELBO (diffusion; loss name ``nelbo``) or NLL (AR; ``nll``) of the batch with ``custom_inv_norm_factor``
+= number of tokens, so RETURNN's scores (``dev_loss_nelbo`` / ``dev_loss_nll`` in its learning-rate file)
+are nats per token and exp(score) is the (bound on the) perplexity. Training draws t from the config's
+noise range, dev scores from the full range (``recipe.lm.build.training_loss``). EMA weights, when
+configured, are updated at every training step.
 """
 
 from __future__ import annotations
@@ -16,45 +16,48 @@ from typing import Any
 
 import torch
 
-from recipe.lm import build as lm_models
-from recipe.lm.checkpoint_compat import check_compatible
+from recipe.lm.build import build_model, training_loss
+from recipe.lm.checkpoints import check_compatible, read_checkpoint
+from recipe.lm.config import LmConfig
 
-LOSS_NAME = "nelbo"
+
+def loss_name(config: LmConfig) -> str:
+    """The name RETURNN reports the loss under: ``nll`` for the AR LM, ``nelbo`` for diffusion LMs."""
+    return "nelbo" if config.is_diffusion else "nll"
 
 
-def _config() -> dict[str, Any]:
+def lm_config_from_returnn() -> LmConfig:
+    """The ``LmConfig`` of the running RETURNN config (its ``lm_config`` dict, validated again here)."""
     from returnn.config import get_global_config
 
-    config = get_global_config()
-    lm_config = config.typed_value("lm_config")
-    if not isinstance(lm_config, dict):
-        raise ValueError("RETURNN config: 'lm_config' (the dict for recipe.lm.build.build_model) is missing")
-    return lm_config
+    value = get_global_config().typed_value("lm_config")
+    if not isinstance(value, dict):
+        raise ValueError("RETURNN config: 'lm_config' (the dict of recipe.lm.config.LmConfig) is missing")
+    return LmConfig(**value)
 
 
-def _check_preload(model: torch.nn.Module, lm_config: dict[str, Any]) -> None:
+def _check_preload(model: torch.nn.Module, config: LmConfig) -> None:
     """A ``preload_from_files`` checkpoint must fit the model: a clear error naming file and config."""
     from returnn.config import get_global_config
 
     preload = get_global_config().typed_value("preload_from_files") or {}
     for name, opts in preload.items():
         filename = os.fspath(opts["filename"])
-        if not os.path.exists(filename):
-            raise FileNotFoundError(f"preload_from_files[{name!r}]: checkpoint {filename} does not exist")
-        state = torch.load(filename, map_location="cpu", weights_only=False)
-        state = state.get("model", state)
+        state = read_checkpoint(filename)
         if opts.get("ignore_missing"):
             own = model.state_dict()
             state = {k: v for k, v in state.items() if k in own}
-        check_compatible(model, state, f"preload_from_files[{name!r}] checkpoint {filename}", str(lm_config))
+        check_compatible(
+            model, state, f"preload_from_files[{name!r}] checkpoint {filename}", config.describe()
+        )
 
 
 def get_model(*, epoch: int, step: int, **_: Any) -> torch.nn.Module:
     """RETURNN entry point: the LM described by the config's ``lm_config``."""
-    lm_config = _config()
-    model = lm_models.build_model(lm_config)
+    config = lm_config_from_returnn()
+    model = build_model(config)
     if epoch == 1 and step == 0:
-        _check_preload(model, lm_config)
+        _check_preload(model, config)
     return model
 
 
@@ -70,29 +73,33 @@ def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     """RETURNN entry point: mark the batch's NELBO (or NLL) sum as loss, normalised per token."""
     import returnn.frontend as rf
 
+    config = lm_config_from_returnn()
     tokens, lengths = batch_from_extern_data(extern_data)
     ctx = rf.get_run_ctx()
     ema = getattr(model, "ema", None)
     if ema is not None and ctx.train_flag:
         ema.update(model)  # the average of the weights as they were after the previous update
-    clip = getattr(model, "noise_clip", None)
-    if clip is not None and not ctx.train_flag:
-        saved = clip.clone()
-        clip.copy_(torch.tensor([model.schedule.eps, 1.0]))  # evaluate the full-range NELBO
-        try:
-            total, num_tokens = lm_models.loss(model, tokens, lengths)
-        finally:
-            clip.copy_(saved)
-    else:
-        total, num_tokens = lm_models.loss(model, tokens, lengths)
+    total, num_tokens = training_loss(model, config, tokens, lengths, train=ctx.train_flag)
+    name = loss_name(config)
     if not torch.isfinite(total):
         raise FloatingPointError(
-            f"non-finite {LOSS_NAME} loss ({total.item()}) on a batch of {tokens.shape[0]} sequences; "
+            f"non-finite {name} loss ({total.item()}) on a batch of {tokens.shape[0]} sequences; "
             "lower the learning rate or check the data"
         )
     ctx.mark_as_loss(
-        total,
-        LOSS_NAME,
-        custom_inv_norm_factor=rf.convert_to_tensor(num_tokens.float()),
-        use_normalized_loss=True,
+        total, name, custom_inv_norm_factor=rf.convert_to_tensor(num_tokens.float()), use_normalized_loss=True
     )
+
+
+def warmup_learning_rate(learning_rate: float, global_train_step: int, warmup_steps: int) -> float:
+    """Linear warmup, then constant (the MDLM/BD3-LM recipe): lr * min(1, (step + 1) / warmup_steps)."""
+    return learning_rate * min(1.0, (global_train_step + 1) / max(1, warmup_steps))
+
+
+def dynamic_learning_rate(*, global_train_step: int, learning_rate: float, **_: Any) -> float:
+    """RETURNN entry point (``dynamic_learning_rate``): ``warmup_learning_rate`` with the config's
+    ``warmup_steps``."""
+    from returnn.config import get_global_config
+
+    warmup_steps = get_global_config().int("warmup_steps", 0)
+    return warmup_learning_rate(learning_rate, global_train_step, warmup_steps)

@@ -9,6 +9,8 @@ import pytest
 import sentencepiece as spm
 import torch
 
+from recipe.lm.config import LmConfig, preset_dims
+
 SENTENCES = [
     "the cat sat on the mat",
     "a dog ran across the green field",
@@ -43,19 +45,13 @@ class SpmData:
     tokens: torch.Tensor
     lengths: torch.Tensor
 
-    def lm_config(self, kind: str, **extra) -> dict:
+    def lm_config(self, kind: str, **extra) -> LmConfig:
         """A tiny LM config for this vocabulary (``block_size`` 4 for bd3lm unless given)."""
-        cfg = {
-            "kind": kind,
-            "vocab_size": self.vocab_size,
-            "eos_id": self.eos_id,
-            "max_seq_len": 32,
-            "preset": "tiny",
-            "dropout": 0.0,
-        }
+        cfg = {"vocab_size": self.vocab_size, "eos_id": self.eos_id, "max_seq_len": 32, **preset_dims("tiny")}
+        cfg["dropout"] = 0.0
         if kind == "bd3lm":
             cfg["block_size"] = 4
-        return {**cfg, **extra}
+        return LmConfig(kind=kind, **{**cfg, **extra})
 
     def batch(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths = self.lengths[rows]
@@ -90,15 +86,16 @@ def _single_thread() -> None:
 
 def train_tiny(spm_data: SpmData, kind: str, steps: int = 100, **extra) -> torch.nn.Module:
     """A tiny model of ``kind`` trained on all SENTENCES (deterministic), returned in eval mode."""
-    from recipe.lm.build import build_model, loss
+    from recipe.lm.build import build_model, training_loss
 
     torch.manual_seed(0)
-    model = build_model(spm_data.lm_config(kind, **extra))
+    config = spm_data.lm_config(kind, **extra)
+    model = build_model(config)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
     rows = list(range(len(SENTENCES)))
     for _ in range(steps):
-        total, count = loss(model, *spm_data.batch(rows), gen)
+        total, count = training_loss(model, config, *spm_data.batch(rows), train=True, generator=gen)
         opt.zero_grad()
         (total / count).backward()
         opt.step()

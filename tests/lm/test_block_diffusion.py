@@ -9,8 +9,8 @@ from recipe.lm.block_diffusion import (
     BD3LM,
     bd3_attention_mask,
     bd3_training_mask,
-    clip_candidates,
-    var_min_clip_search,
+    noise_range_candidates,
+    search_noise_range,
 )
 from recipe.lm.build import build_model
 from recipe.lm.mdlm import MDLM
@@ -104,7 +104,7 @@ def test_internal_padding_to_block_multiple(spm_data) -> None:
 
 
 def test_block_size_must_divide_max_seq_len(spm_data) -> None:
-    with pytest.raises(ValueError, match="divisible by block_size"):
+    with pytest.raises(ValueError, match="LmConfig.block_size: 5 does not divide max_seq_len"):
         build_model(spm_data.lm_config("bd3lm", block_size=5))
 
 
@@ -131,24 +131,23 @@ def test_resample_keeps_block_mask_fractions_in_clip_range(spm_data) -> None:
     assert not bool(((raw_frac >= 0.45) & (raw_frac <= 0.95)).all())
 
 
-def test_clip_candidates() -> None:
-    cands = clip_candidates([0.5, 0.6, 0.7, 0.8, 0.9], 0.05, 1e-3)
+def test_noise_range_candidates() -> None:
+    cands = noise_range_candidates([0.5, 0.6, 0.7, 0.8, 0.9], 0.05, 1e-3)
     assert cands[0] == (1e-3, 1.0)
     assert len(cands) == 1 + 11 + 9 + 7 + 5 + 3
     assert (1e-3, 0.5) in cands and (0.5, 1.0) in cands and (0.1, 1.0) in cands
     assert all(0 < lo < hi <= 1.0 + 1e-9 for lo, hi in cands)
 
 
-def test_var_min_search_picks_lowest_variance_clip(spm_data) -> None:
+def test_var_min_search_picks_the_lowest_variance_noise_range(spm_data) -> None:
     torch.manual_seed(0)
     model = build_model(spm_data.lm_config("bd3lm", block_size=4))
     assert isinstance(model, BD3LM) and isinstance(model, MDLM)
     model.train()
     batches = [spm_data.batch(list(range(0, 10))), spm_data.batch(list(range(10, 20)))]
-    best, table = var_min_clip_search(model, batches, [0.5, 0.9], 0.1, torch.Generator().manual_seed(0))
+    best, table = search_noise_range(model, batches, [0.5, 0.9], 0.1, torch.Generator().manual_seed(0))
     assert model.training
     assert len(table) == 1 + 6 + 2
     assert table[best] == min(table.values())
     assert best != (model.schedule.eps, 1.0)
     assert table[(model.schedule.eps, 1.0)] > 2 * table[best]
-    assert model.noise_clip.tolist() == pytest.approx(list(best))

@@ -9,20 +9,14 @@ import torch
 
 from recipe.lm.block_diffusion import BD3LM
 from recipe.lm.build import build_model
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.lm.likelihood import conditioned_block_mask, nelbo_samples, sequence_log_likelihood
 
 
 def _model(kind: str, vocab: int, eos: int, sharpen: float = 0.0, **extra):
     torch.manual_seed(0)
-    cfg = {
-        "kind": kind,
-        "vocab_size": vocab,
-        "eos_id": eos,
-        "max_seq_len": 32,
-        "preset": "tiny",
-        "dropout": 0.0,
-    }
-    model = build_model({**cfg, **extra})
+    cfg = {"vocab_size": vocab, "eos_id": eos, "max_seq_len": 32, **preset_dims("tiny"), "dropout": 0.0}
+    model = build_model(LmConfig(kind=kind, **{**cfg, **extra}))
     if sharpen:
         with torch.no_grad():
             model.backbone.out.weight.normal_(0.0, sharpen, generator=torch.Generator().manual_seed(1))
@@ -55,8 +49,8 @@ def test_conditioned_mask_has_the_conditional_bernoulli_law() -> None:
     assert bool(full[:, :3].all())
 
 
-@pytest.mark.parametrize(("eps_min", "eps_max"), [(1e-3, 1.0), (0.3, 0.6)])
-def test_block_size_one_gives_the_exact_autoregressive_likelihood(spm_data, eps_min, eps_max) -> None:
+@pytest.mark.parametrize("noise_range", [(1e-3, 1.0), (0.3, 0.6)])
+def test_block_size_one_gives_the_exact_autoregressive_likelihood(spm_data, noise_range) -> None:
     """L' = 1: each block is one token; its NELBO (1 - (1 - t)) / t * CE = CE for every t, so the estimate
     is the exact sum of log p(x_l | x_<l) of the same model (fully masked block given the clean prefix)."""
     model = _model("bd3lm", spm_data.vocab_size, spm_data.eos_id, sharpen=1.0, block_size=1)
@@ -72,8 +66,7 @@ def test_block_size_one_gives_the_exact_autoregressive_likelihood(spm_data, eps_
             tokens,
             lengths,
             num_samples=k,
-            eps_min=eps_min,
-            eps_max=eps_max,
+            noise_range=noise_range,
             shared_noise=shared,
             generator=torch.Generator().manual_seed(seed),
         )
@@ -183,8 +176,8 @@ def test_stratification_reduces_variance_of_scores(spm_data, trained) -> None:
 def test_bad_arguments(spm_data) -> None:
     model = _model("mdlm", spm_data.vocab_size, spm_data.eos_id)
     tokens, lengths = spm_data.batch([0, 1])
-    with pytest.raises(ValueError, match="eps_min"):
-        nelbo_samples(model, tokens, lengths, eps_min=0.0)
+    with pytest.raises(ValueError, match="noise_range"):
+        nelbo_samples(model, tokens, lengths, noise_range=(0.0, 1.0))
     with pytest.raises(ValueError, match="num_samples"):
         nelbo_samples(model, tokens, lengths, num_samples=0)
     with pytest.raises(ValueError, match="groups"):

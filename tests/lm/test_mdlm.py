@@ -8,20 +8,14 @@ import pytest
 import torch
 
 from recipe.lm.build import build_model
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.lm.mdlm import MDLM, subs_log_probs
 
 
 def _mdlm(vocab: int, eos: int, **extra) -> MDLM:
-    cfg = {
-        "kind": "mdlm",
-        "vocab_size": vocab,
-        "eos_id": eos,
-        "max_seq_len": 32,
-        "preset": "tiny",
-        "dropout": 0.0,
-    }
+    cfg = {"vocab_size": vocab, "eos_id": eos, "max_seq_len": 32, **preset_dims("tiny"), "dropout": 0.0}
     torch.manual_seed(0)
-    model = build_model({**cfg, **extra})
+    model = build_model(LmConfig(kind="mdlm", **{**cfg, **extra}))
     assert isinstance(model, MDLM)
     return model.eval()
 
@@ -79,9 +73,8 @@ def test_hand_computed_loss_with_uniform_denoiser(spm_data) -> None:
     assert terms[1].sum().item() == pytest.approx(2 * log_v / 0.8, rel=1e-5)
 
 
-def test_loss_draws_antithetic_t_in_clip_range(spm_data) -> None:
+def test_draw_t_is_antithetic_within_the_noise_range(spm_data) -> None:
     model = _mdlm(spm_data.vocab_size, spm_data.eos_id)
-    model.set_noise_clip(0.2, 0.6)
     t = model.draw_t(8, 1, torch.Generator().manual_seed(0), torch.device("cpu"), 0.2, 0.6)
     assert t.shape == (8, 1)
     gaps = torch.diff(torch.sort(t[:, 0]).values)
@@ -118,8 +111,8 @@ def test_padding_never_matters(spm_data) -> None:
 def test_loss_returns_sum_and_token_count(spm_data) -> None:
     model = _mdlm(spm_data.vocab_size, spm_data.eos_id)
     tokens, lengths = spm_data.batch([0, 1, 2, 3])
-    total, count = model.loss(tokens, lengths, torch.Generator().manual_seed(0))
+    total, count = model.loss(tokens, lengths, generator=torch.Generator().manual_seed(0))
     assert total.dtype == torch.float32 and total.dim() == 0 and total.item() > 0
     assert int(count) == int(lengths.sum())
-    again, _ = model.loss(tokens, lengths, torch.Generator().manual_seed(0))
+    again, _ = model.loss(tokens, lengths, generator=torch.Generator().manual_seed(0))
     assert again.item() == total.item()

@@ -6,21 +6,22 @@ import pytest
 import torch
 
 from recipe.lm.ar_lm import ARLM
-from recipe.lm.build import build_model, load_checkpoint, loss
+from recipe.lm.build import build_model, load_model, training_loss
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.lm.dit import DiT, DiTConfig, count_parameters
 from recipe.lm.ema import ExponentialMovingAverage
 
 
 def test_tiny_preset_size_and_small_preset_dims() -> None:
-    tiny = DiT(DiTConfig(input_size=1001, output_size=1000, hidden=64, n_blocks=2, n_heads=4, cond_dim=32))
+    tiny = DiT(DiTConfig(input_size=1001, output_size=1000, hidden=64, n_layers=2, n_heads=4, cond_dim=32))
     assert 100_000 < count_parameters(tiny) < 1_000_000
-    cfg = build_model({"kind": "mdlm", "vocab_size": 100, "eos_id": 0, "max_seq_len": 8}).backbone.cfg
-    assert (cfg.hidden, cfg.n_blocks, cfg.n_heads, cfg.cond_dim) == (768, 12, 12, 128)
+    cfg = build_model(LmConfig(kind="mdlm", vocab_size=100, eos_id=0, max_seq_len=8)).backbone.cfg
+    assert (cfg.hidden, cfg.n_layers, cfg.n_heads, cfg.cond_dim) == (768, 12, 12, 128)
 
 
 def test_causal_attention_and_kv_cache() -> None:
     torch.manual_seed(0)
-    net = DiT(DiTConfig(input_size=20, output_size=20, hidden=32, n_blocks=2, n_heads=4, dropout=0.0)).eval()
+    net = DiT(DiTConfig(input_size=20, output_size=20, hidden=32, n_layers=2, n_heads=4, dropout=0.0)).eval()
     x = torch.randint(0, 20, (2, 9))
     with torch.no_grad():
         full = net(x, causal=True)
@@ -38,7 +39,7 @@ def test_time_conditioning_and_tied_embeddings() -> None:
         input_size=21,
         output_size=20,
         hidden=32,
-        n_blocks=1,
+        n_layers=1,
         n_heads=4,
         cond_dim=16,
         dropout=0.0,
@@ -72,7 +73,7 @@ def test_partial_outputs_of_the_last_block() -> None:
         input_size=21,
         output_size=20,
         hidden=32,
-        n_blocks=2,
+        n_layers=2,
         n_heads=4,
         cond_dim=16,
         dropout=0.0,
@@ -99,7 +100,8 @@ def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
     """Loss on fixed evaluation noise halves within 150 steps on 4 sentences (x4 copies per batch:
     MDLM's 1/t-weighted loss is too noisy to memorise from 4 rows at a time)."""
     torch.manual_seed(0)
-    model = build_model(spm_data.lm_config(kind))
+    config = spm_data.lm_config(kind)
+    model = build_model(config)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     tokens, lengths = spm_data.batch([0, 1, 2, 3])
     tokens, lengths = tokens.repeat(4, 1), lengths.repeat(4)
@@ -107,14 +109,16 @@ def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
     def evaluate() -> float:
         model.eval()
         with torch.no_grad():
-            total, count = loss(model, tokens, lengths, torch.Generator().manual_seed(123))
+            total, count = training_loss(
+                model, config, tokens, lengths, False, torch.Generator().manual_seed(123)
+            )
         model.train()
         return total.item() / count.item()
 
     before = evaluate()
     gen = torch.Generator().manual_seed(0)
     for _ in range(150):
-        total, count = loss(model, tokens, lengths, gen)
+        total, count = training_loss(model, config, tokens, lengths, True, gen)
         opt.zero_grad()
         (total / count).backward()
         opt.step()
@@ -123,29 +127,41 @@ def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
     assert after < 0.5 * before, (kind, before, after)
 
 
-def test_build_model_rejects_bad_configs(spm_data) -> None:
-    with pytest.raises(ValueError, match="unknown keys"):
-        build_model(spm_data.lm_config("ar", block_size=4))
-    with pytest.raises(ValueError, match="kind"):
-        build_model(spm_data.lm_config("gpt"))
-    with pytest.raises(ValueError, match="block_size"):
-        build_model({k: v for k, v in spm_data.lm_config("bd3lm").items() if k != "block_size"})
-    with pytest.raises(ValueError, match="preset"):
-        build_model(spm_data.lm_config("mdlm", preset="huge"))
+def test_lm_config_rejects_bad_fields_by_name(spm_data) -> None:
+    with pytest.raises(ValueError, match=r"LmConfig\.block_size: only BD3-LM"):
+        spm_data.lm_config("ar", block_size=4)
+    with pytest.raises(ValueError, match=r"LmConfig\.kind: must be one of"):
+        spm_data.lm_config("gpt")
+    with pytest.raises(ValueError, match=r"LmConfig\.block_size: BD3-LM needs"):
+        spm_data.lm_config("bd3lm", block_size=None)
+    with pytest.raises(ValueError, match=r"LmConfig\.block_size: 5 does not divide max_seq_len=32"):
+        spm_data.lm_config("bd3lm", block_size=5)
+    with pytest.raises(ValueError, match=r"LmConfig\.eos_id"):
+        spm_data.lm_config("mdlm", eos_id=spm_data.vocab_size)
+    with pytest.raises(ValueError, match=r"LmConfig\.n_heads"):
+        spm_data.lm_config("mdlm", n_heads=3)
+    with pytest.raises(ValueError, match=r"LmConfig\.noise_range"):
+        spm_data.lm_config("mdlm", noise_range=(0.6, 0.2))
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        preset_dims("huge")
+    with pytest.raises(TypeError, match="n_blocks"):
+        spm_data.lm_config("mdlm", n_blocks=3)
+    with pytest.raises(TypeError, match="expected an LmConfig"):
+        build_model(spm_data.lm_config("mdlm").as_dict())
 
 
 def test_batch_contract_errors(spm_data) -> None:
     model = build_model(spm_data.lm_config("mdlm"))
     tokens, lengths = spm_data.batch([0, 1])
     with pytest.raises(ValueError, match="lengths"):
-        loss(model, tokens, lengths + 100)
+        model.loss(tokens, lengths + 100)
     bad = tokens.clone()
     bad[0, 0] = spm_data.vocab_size
     with pytest.raises(ValueError, match="vocab_size"):
-        loss(model, bad, lengths)
+        model.loss(bad, lengths)
     long = torch.zeros(2, 40, dtype=torch.long)
     with pytest.raises(ValueError, match="max_seq_len"):
-        loss(model, long, torch.tensor([40, 3]))
+        model.loss(long, torch.tensor([40, 3]))
 
 
 def test_checkpoint_config_mismatch_names_both(spm_data, tmp_path) -> None:
@@ -153,12 +169,12 @@ def test_checkpoint_config_mismatch_names_both(spm_data, tmp_path) -> None:
     path = tmp_path / "epoch.001.pt"
     torch.save({"model": model.state_dict(), "epoch": 1}, path)
     with pytest.raises(ValueError, match="epoch.001.pt") as err:
-        load_checkpoint(spm_data.lm_config("bd3lm", vocab_size=70), path)
+        load_model(spm_data.lm_config("bd3lm", vocab_size=70), path)
     assert "61" in str(err.value) and "71" in str(err.value) and "vocab_size=70" in str(err.value)
-    with pytest.raises(ValueError, match=r"n_blocks=2 \(checkpoint\) vs 1 \(config\)"):
-        load_checkpoint(spm_data.lm_config("bd3lm", n_blocks=1), path)
-    deeper = build_model(spm_data.lm_config("bd3lm", n_blocks=3))
-    with pytest.raises(ValueError, match=r"n_blocks=3 \(checkpoint\) vs 2 \(config\)"):
+    with pytest.raises(ValueError, match=r"n_layers=2 \(checkpoint\) vs 1 \(config\)"):
+        load_model(spm_data.lm_config("bd3lm", n_layers=1), path)
+    deeper = build_model(spm_data.lm_config("bd3lm", n_layers=3))
+    with pytest.raises(ValueError, match=r"n_layers=3 \(checkpoint\) vs 2 \(config\)"):
         build_model(spm_data.lm_config("bd3lm")).load_state_dict(deeper.state_dict(), strict=False)
 
 
@@ -166,7 +182,7 @@ def test_mdlm_checkpoint_initialises_bd3lm(spm_data, tmp_path) -> None:
     mdlm = build_model(spm_data.lm_config("mdlm", ema_decay=0.9))
     path = tmp_path / "mdlm.pt"
     torch.save({"model": mdlm.state_dict()}, path)
-    bd3 = load_checkpoint(spm_data.lm_config("bd3lm", ema_decay=0.9), path, use_ema=False)
+    bd3 = load_model(spm_data.lm_config("bd3lm", ema_decay=0.9), path, use_ema=False)
     for key, value in mdlm.state_dict().items():
         assert torch.equal(bd3.state_dict()[key], value), key
 
@@ -190,20 +206,19 @@ def test_ema_math_state_dict_and_use_in_loading(spm_data, tmp_path) -> None:
     assert not any(n.startswith("ema.") for n, _ in model.named_parameters())
     path = tmp_path / "ar.pt"
     torch.save({"model": model.state_dict()}, path)
-    loaded = load_checkpoint(spm_data.lm_config("ar"), path, use_ema=True)
+    loaded = load_model(spm_data.lm_config("ar"), path, use_ema=True)
     assert torch.allclose(loaded.backbone.embed.weight, shadow)
-    raw = load_checkpoint(spm_data.lm_config("ar"), path, use_ema=False)
+    raw = load_model(spm_data.lm_config("ar"), path, use_ema=False)
     assert torch.allclose(raw.backbone.embed.weight, w0 + 1.0)
 
 
 @pytest.mark.parametrize("kind", ["ar", "mdlm", "bd3lm"])
 def test_losses_are_float32_under_bf16_autocast(spm_data, kind: str) -> None:
-    model = build_model(
-        spm_data.lm_config(kind, time_conditioning=kind != "ar") if kind != "ar" else spm_data.lm_config(kind)
-    )
+    config = spm_data.lm_config(kind, time_conditioning=kind != "ar")
+    model = build_model(config)
     tokens, lengths = spm_data.batch([0, 1, 2])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        total, count = loss(model, tokens, lengths, torch.Generator().manual_seed(0))
+        total, count = training_loss(model, config, tokens, lengths, True, torch.Generator().manual_seed(0))
     assert total.dtype == torch.float32 and torch.isfinite(total)
     total.backward()
     assert int(count) == int(lengths.sum())

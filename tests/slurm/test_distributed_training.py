@@ -12,6 +12,7 @@ import pytest
 
 from config.pipeline import lm_returnn_config
 from jobs.returnn import ReturnnConfig, ReturnnTrainingJob
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
 from recipe.returnn_glue.learning_rates import read_learning_rates
 from sisyphus import tk
@@ -42,14 +43,14 @@ def train_step(*, model, extern_data, **kwargs):
 
 
 def _config(data, batch_size: int, max_seqs: int, distributed: bool = True) -> ReturnnConfig:
-    lm_config = {
-        "kind": "ar",
-        "vocab_size": data.vocab_size,
-        "eos_id": data.eos_id,
-        "preset": "tiny",
-        "dropout": 0.0,
-        "max_seq_len": 16,
-    }
+    lm_config = LmConfig(
+        kind="ar",
+        vocab_size=data.vocab_size,
+        eos_id=data.eos_id,
+        max_seq_len=16,
+        **preset_dims("tiny"),
+        dropout=0.0,
+    )
     base = lm_returnn_config(
         lm_config,
         train_dataset=lm_train_dataset(
@@ -119,8 +120,8 @@ def test_two_process_gloo_training_matches_single_process(fresh_graph, tiny_lm_d
 
     dev_single = read_learning_rates(single.out_learning_rates.get_path())
     dev_dist = read_learning_rates(dist.out_learning_rates.get_path())
-    curve_single = [dev_single[e]["error"]["dev_loss_nelbo"] for e in (1, 2)]
-    curve_dist = [dev_dist[e]["error"]["dev_loss_nelbo"] for e in (1, 2)]
+    curve_single = [dev_single[e]["error"]["dev_loss_nll"] for e in (1, 2)]
+    curve_dist = [dev_dist[e]["error"]["dev_loss_nll"] for e in (1, 2)]
     assert curve_single[0] < math.log(tiny_lm_data.vocab_size) - 0.5  # it learned from the uniform start
     for a, b in zip(curve_single, curve_dist, strict=True):
         assert abs(a - b) < 0.05, (curve_single, curve_dist)

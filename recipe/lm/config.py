@@ -1,0 +1,152 @@
+"""``LmConfig``: the one typed description of an LM of this project (AR baseline, MDLM, BD3-LM).
+
+It is built in the Sisyphus config (``config/exp.py``) and validated there, so a wrong block size,
+vocabulary or preset fails when the graph is built, naming the field. Jobs hash it (all fields), RETURNN
+configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``), and
+``recipe.lm.build`` turns it into a model. One name per concept:
+
+    kind            "ar" | "mdlm" | "bd3lm"
+    vocab_size      V, the SentencePiece vocabulary (diffusion LMs add [MASK] = V as input row V)
+    eos_id          the SentencePiece model's EOS id; it also serves as BOS (position 0 of the input)
+    max_seq_len     L, tokens per sequence incl. EOS (longer sequences are not trained on)
+    hidden, n_layers, n_heads, cond_dim, mlp_ratio   the DiT backbone (``preset_dims`` gives the presets)
+    block_size      L', tokens per diffusion block (BD3-LM only; divides max_seq_len)
+    noise_range     (beta, omega): training draws t ~ U[beta, omega]; None = [sampling_eps, 1]. Scoring
+                    (perplexity, rescoring) always uses the full range, so every model is compared on
+                    the same bound. May be a Sisyphus Variable (the output of ``SearchNoiseRangeJob``).
+    resample        BD3-LM: redraw a block whose masked fraction falls outside noise_range
+    sampling_eps    eps of the log-linear schedule alpha_t = 1 - (1 - eps) t
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+KINDS = ("ar", "mdlm", "bd3lm")
+
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"hidden": 64, "n_layers": 2, "n_heads": 4, "cond_dim": 32},
+    "mini": {"hidden": 256, "n_layers": 4, "n_heads": 4, "cond_dim": 64},
+    "small": {"hidden": 768, "n_layers": 12, "n_heads": 12, "cond_dim": 128},
+    "medium": {"hidden": 1024, "n_layers": 24, "n_heads": 16, "cond_dim": 128},
+}
+
+
+def preset_dims(preset: str) -> dict[str, int]:
+    """Backbone sizes of a named preset ("small" is the size of the MDLM/BD3-LM papers' OWT models)."""
+    if preset not in PRESETS:
+        raise ValueError(f"LmConfig: unknown preset {preset!r}, choose one of {sorted(PRESETS)}")
+    return dict(PRESETS[preset])
+
+
+@dataclass(frozen=True)
+class LmConfig:
+    """An LM of this project (see the module docstring for the fields); validated on construction."""
+
+    kind: str
+    vocab_size: int
+    eos_id: int
+    max_seq_len: int
+    hidden: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    cond_dim: int = 128
+    mlp_ratio: int = 4
+    dropout: float = 0.1
+    tie_embeddings: bool = False
+    time_conditioning: bool = False
+    sampling_eps: float = 1e-3
+    antithetic: bool = True
+    block_size: int | None = None
+    noise_range: Any = None
+    resample: bool = False
+    ema_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.noise_range, list):
+            object.__setattr__(self, "noise_range", tuple(self.noise_range))
+        for name, error in self._errors():
+            raise ValueError(f"LmConfig.{name}: {error} (in {self.describe()})")
+
+    def _errors(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.kind not in KINDS:
+            errors.append(("kind", f"must be one of {KINDS}, got {self.kind!r}"))
+        for name in ("vocab_size", "max_seq_len", "hidden", "n_layers", "n_heads", "cond_dim", "mlp_ratio"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                errors.append((name, f"must be a positive int, got {value!r}"))
+        if errors:
+            return errors
+        if self.vocab_size < 2:
+            errors.append(("vocab_size", f"must be at least 2, got {self.vocab_size}"))
+        if not isinstance(self.eos_id, int) or not 0 <= self.eos_id < self.vocab_size:
+            errors.append(
+                ("eos_id", f"must be an id in [0, vocab_size={self.vocab_size}), got {self.eos_id!r}")
+            )
+        if self.hidden % self.n_heads or (self.hidden // self.n_heads) % 2:
+            errors.append(
+                ("n_heads", f"must divide hidden={self.hidden} into even head dims, got {self.n_heads}")
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            errors.append(("dropout", f"must be in [0, 1), got {self.dropout}"))
+        if not 0.0 <= self.ema_decay < 1.0:
+            errors.append(("ema_decay", f"must be in [0, 1) (0 = no EMA), got {self.ema_decay}"))
+        if not 0.0 < self.sampling_eps < 1.0:
+            errors.append(("sampling_eps", f"must be in (0, 1), got {self.sampling_eps}"))
+        if self.kind == "bd3lm":
+            if not isinstance(self.block_size, int) or self.block_size < 1:
+                errors.append(("block_size", f"BD3-LM needs a positive block size, got {self.block_size!r}"))
+            elif self.max_seq_len % self.block_size:
+                errors.append(
+                    ("block_size", f"{self.block_size} does not divide max_seq_len={self.max_seq_len}")
+                )
+        elif self.block_size is not None:
+            errors.append(("block_size", f"only BD3-LM has diffusion blocks, not kind={self.kind!r}"))
+        if self.resample and self.kind != "bd3lm":
+            errors.append(("resample", f"only BD3-LM resamples masks, not kind={self.kind!r}"))
+        if self.kind == "ar":
+            for name in ("time_conditioning", "noise_range"):
+                if getattr(self, name) not in (None, False):
+                    errors.append((name, "the AR LM has no diffusion time"))
+        if isinstance(self.noise_range, tuple):
+            low, high = self.noise_range if len(self.noise_range) == 2 else (None, None)
+            if not (isinstance(low, float | int) and isinstance(high, float | int) and 0 < low <= high <= 1):
+                errors.append(
+                    (
+                        "noise_range",
+                        f"must be (beta, omega) with 0 < beta <= omega <= 1, got {self.noise_range}",
+                    )
+                )
+        elif self.noise_range is not None and not callable(getattr(self.noise_range, "get", None)):
+            errors.append(
+                ("noise_range", f"must be None, a (beta, omega) pair or a Variable, got {self.noise_range!r}")
+            )
+        return errors
+
+    @property
+    def is_diffusion(self) -> bool:
+        return self.kind != "ar"
+
+    def training_noise_range(self) -> tuple[float, float]:
+        """(beta, omega) that training draws t from; needs a resolved noise_range (inside RETURNN)."""
+        if self.noise_range is None:
+            return (self.sampling_eps, 1.0)
+        if not isinstance(self.noise_range, tuple):
+            raise ValueError(
+                f"LmConfig.noise_range: {self.noise_range!r} is not resolved to (beta, omega) yet"
+            )
+        return (float(self.noise_range[0]), float(self.noise_range[1]))
+
+    def as_dict(self) -> dict[str, Any]:
+        """Field name -> value, as written into RETURNN configs (``LmConfig(**d)`` reads it back)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def describe(self) -> str:
+        """Short summary for error messages: kind and the fields that set the architecture."""
+        block = f", block_size={self.block_size}" if self.kind == "bd3lm" else ""
+        return (
+            f"LmConfig(kind={self.kind!r}, vocab_size={self.vocab_size}, hidden={self.hidden}, "
+            f"n_layers={self.n_layers}, time_conditioning={self.time_conditioning}{block})"
+        )

@@ -1,0 +1,64 @@
+"""A wrong LM option in the experiment config fails when the graph is built, naming the field, before
+any job runs: in-process and through ``sis manager``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from config.exp import DEFAULT, run_experiment
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("setup", "error", "message"),
+    [
+        (
+            replace(DEFAULT, block_sizes=(4, 5)),
+            ValueError,
+            r"LmConfig\.block_size: 5 does not divide max_seq_len=192",
+        ),
+        (replace(DEFAULT, vocab_size=0), ValueError, r"LmConfig\.vocab_size: must be a positive int, got 0"),
+        (
+            replace(DEFAULT, model={**DEFAULT.model, "n_heads": 5}),
+            ValueError,
+            r"LmConfig\.n_heads: must divide",
+        ),
+        (replace(DEFAULT, model={**DEFAULT.model, "n_blocks": 3}), TypeError, r"'n_blocks'"),
+    ],
+)
+def test_wrong_lm_option_fails_at_graph_build_time(fresh_graph, setup, error, message):
+    with pytest.raises(error, match=message):
+        run_experiment(setup)
+
+
+def test_sis_manager_names_the_wrong_field_and_runs_nothing(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "__init__.py").write_text("")
+    (tmp_path / "config" / "bad.py").write_text(
+        "from dataclasses import replace\n"
+        "from config.exp import DEFAULT, run_experiment\n\n\n"
+        "def py():\n"
+        "    run_experiment(replace(DEFAULT, block_sizes=(7,)))\n"
+    )
+    for name in ("recipe", "jobs", "settings.py"):
+        os.symlink(REPO / name, tmp_path / name)
+    os.symlink(REPO / "config" / "exp.py", tmp_path / "config" / "exp.py")
+    os.symlink(REPO / "config" / "pipeline.py", tmp_path / "config" / "pipeline.py")
+    run = subprocess.run(
+        [sys.executable, "-m", "sisyphus", "manager", "config/bad.py", "-r"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert run.returncode != 0
+    assert "LmConfig.block_size: 7 does not divide max_seq_len=192" in run.stdout + run.stderr
+    assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("finished.*"))

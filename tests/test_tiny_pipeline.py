@@ -148,10 +148,10 @@ def check_training(root: Path) -> None:
     # the searched clip range is a proper sub-range of (0, 1] and what the clipped BD3-LM stage trained with
     for block_size in (4, 16):
         alias = root / "alias" / "lm" / f"bd3lm_{block_size}"
-        text = (alias / "clip_search" / "output" / "noise_clip").read_text().strip()
+        text = (alias / "clip_search" / "output" / "noise_range").read_text().strip()
         low, high = ast.literal_eval(text)
         assert 0.0 < low < high <= 1.0
-        assert f"'noise_clip': {text}" in (alias / "clipped" / "output" / "returnn.config").read_text()
+        assert f"'noise_range': {text}" in (alias / "clipped" / "output" / "returnn.config").read_text()
 
 
 @pytest.mark.slow

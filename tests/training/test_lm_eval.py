@@ -16,24 +16,22 @@ from recipe.asr.search_output import NBestScoreCheckpoint, read_nbest, write_sea
 from recipe.data.ogg_zip import write_text_ogg_zip
 from recipe.data.sentencepiece_model import load_sentencepiece
 from recipe.data.text_dict import read_text_dict
-from recipe.lm import build as lm_models
+from recipe.lm.build import build_model, training_loss
+from recipe.lm.config import LmConfig, preset_dims
 from recipe.returnn_glue.datasets import text_ogg_zip_dev_dataset
 from sisyphus import tk
 
 
-def _train_tiny(data, kind: str, path, steps: int = 60, **extra) -> tuple[dict, torch.nn.Module]:
+def _lm_config(data, kind: str, **extra) -> LmConfig:
+    fields = {"max_seq_len": 16, **preset_dims("tiny"), "dropout": 0.0, **extra}
+    return LmConfig(kind=kind, vocab_size=data.vocab_size, eos_id=data.eos_id, **fields)
+
+
+def _train_tiny(data, kind: str, path, steps: int = 60, **extra) -> tuple[LmConfig, torch.nn.Module]:
     """A quickly trained tiny LM saved as a RETURNN-style checkpoint; returns (lm_config, model)."""
     torch.manual_seed(0)
-    config = {
-        "kind": kind,
-        "vocab_size": data.vocab_size,
-        "eos_id": data.eos_id,
-        "preset": "tiny",
-        "dropout": 0.0,
-        "max_seq_len": 16,
-        **extra,
-    }
-    model = lm_models.build_model(config)
+    config = _lm_config(data, kind, **extra)
+    model = build_model(config)
     sp = load_sentencepiece(data.spm_model, add_eos=True)
     seqs = [sp.encode(line) for line in data.train_text.read_text().splitlines()[:64]]
     lengths = torch.tensor([len(s) for s in seqs])
@@ -42,7 +40,7 @@ def _train_tiny(data, kind: str, path, steps: int = 60, **extra) -> tuple[dict, 
         tokens[i, : len(s)] = torch.tensor(s)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(steps):
-        total, n = lm_models.loss(model, tokens, lengths)
+        total, n = training_loss(model, config, tokens, lengths, train=True)
         (total / n).backward()
         opt.step()
         opt.zero_grad()
@@ -218,7 +216,7 @@ def test_unparsable_hypothesis_file_names_file_and_line(fresh_graph, tiny_lm_dat
     job = RescoreNBestJob(
         tk.Path(str(bad)),
         PtCheckpoint(tk.Path(str(tmp_path / "none.pt"))),
-        {"kind": "ar", "vocab_size": tiny_lm_data.vocab_size},
+        _lm_config(tiny_lm_data, "ar"),
         tk.Path(str(tiny_lm_data.spm_model)),
         device="cpu",
     )

@@ -148,8 +148,3 @@ def short_hash(obj: Any, length: int = 12) -> str:
     """The 12-character Sisyphus hash of ``obj``."""
     digest = hashlib.sha256(sis_hash_helper(obj)).digest()
     return int_to_short_str(int.from_bytes(digest, byteorder="big", signed=False), length)
-
-
-def md5_hash(obj: Any) -> str:
-    """md5 hex digest of the serialisation (used in the design note's test vectors)."""
-    return hashlib.md5(sis_hash_helper(obj)).hexdigest()

@@ -18,7 +18,6 @@ from collections.abc import Mapping, Sequence
 import sentencepiece as spm
 
 from recipe.asr.wer import word_errors
-from recipe.data.text_normalization import normalize_text
 
 NBestList = list[tuple[float, str]]
 
@@ -48,18 +47,6 @@ def deduplicate(hyps: Sequence[tuple[float, str]], *, mode: str = "max") -> NBes
         result.append((score, text))
     result.sort(key=lambda hyp: _rank_key(hyp[0]), reverse=True)
     return result
-
-
-def normalize_nbest(
-    nbest: Mapping[str, Sequence[tuple[float, str]]], *, lowercase: bool = True, mode: str = "max"
-) -> dict[str, NBestList]:
-    """Normalize every hypothesis text, then :func:`deduplicate` each list (texts may now coincide)."""
-    return {
-        tag: deduplicate(
-            [(score, normalize_text(text, lowercase=lowercase)) for score, text in hyps], mode=mode
-        )
-        for tag, hyps in nbest.items()
-    }
 
 
 def best_index(hyps: Sequence[tuple[float, str]]) -> int | None:

@@ -26,8 +26,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from tqdm import tqdm
-
 from recipe.data.text_dict import TextFormatError, open_for_writing, read_lines
 
 PathLike = str | os.PathLike
@@ -265,37 +263,6 @@ class NBestScoreCheckpoint:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def score_nbest_resumable(
-    nbest: Mapping[str, Sequence[tuple[float, str]]],
-    score_fn: Callable[[str, list[str]], Sequence[float]],
-    checkpoint_path: PathLike,
-    *,
-    progress: bool = False,
-) -> dict[str, list[float]]:
-    """Score every n-best list with ``score_fn(tag, texts) -> scores``, checkpointing each utterance.
-
-    Utterances already in the checkpoint (for the same texts) are not recomputed. If ``score_fn`` fails,
-    the scores of all finished utterances stay on disk and the error names the tag. Returns
-    ``{tag: [score per hypothesis]}`` in the order of ``nbest``.
-    """
-    result: dict[str, list[float]] = {}
-    with NBestScoreCheckpoint(checkpoint_path) as checkpoint:
-        for tag, hyps in tqdm(nbest.items(), desc="scoring", unit="utt", disable=not progress):
-            texts = [text for _, text in hyps]
-            scores = checkpoint.get(tag, texts)
-            if scores is None:
-                try:
-                    scores = list(score_fn(tag, texts))
-                except Exception as exc:
-                    raise RuntimeError(
-                        f"scoring tag {tag!r} failed ({len(result)} utterances are done and saved in"
-                        f" {checkpoint_path}; rerun to resume): {exc}"
-                    ) from exc
-                checkpoint.add(tag, texts, scores)
-            result[tag] = scores
-    return result
 
 
 def nbest_with_scores(

@@ -12,7 +12,6 @@ model, decay)``) they are saved in, and restored from, the model's state dict (R
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -57,15 +56,3 @@ class ExponentialMovingAverage(nn.Module):
         """Overwrite the parameters of ``module`` with the averages."""
         for shadow, param in self._pairs(module):
             param.copy_(shadow.to(param.dtype))
-
-    @contextmanager
-    def averaged(self, module: nn.Module) -> Iterator[None]:
-        """Temporarily swap the averages into ``module`` (e.g. for validation), then restore."""
-        backup = [param.detach().clone() for _, param in self._pairs(module)]
-        self.copy_to(module)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for (_, param), saved in zip(self._pairs(module), backup, strict=True):
-                    param.copy_(saved)

@@ -47,13 +47,6 @@ def lm_train_dataset(
     }
 
 
-def lm_eval_dataset(
-    text_file: PathLike, spm_model: PathLike, *, seq_ordering: str = "sorted_reverse"
-) -> dict[str, Any]:
-    """``LmDataset`` over a text-lines file for dev/test: all sequences each epoch, sorted longest first."""
-    return lm_train_dataset(text_file, spm_model, partition_epoch=1, seq_ordering=seq_ordering)
-
-
 def text_ogg_zip_dev_dataset(
     ogg_zip: PathLike,
     spm_model: PathLike,

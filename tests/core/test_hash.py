@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sisyphus import tk
-from sisyphus.hash import md5_hash, short_hash, sis_hash_helper
+from sisyphus.hash import short_hash, sis_hash_helper
 
 HERE = Path(__file__).parent
 
@@ -38,6 +39,11 @@ def golden(fresh_graph):
 )
 def test_short_hash_vectors(value, expected):
     assert short_hash(value) == expected
+
+
+def md5_hash(obj) -> str:
+    """md5 hex digest of the hash serialisation (the design note's test vectors use it)."""
+    return hashlib.md5(sis_hash_helper(obj)).hexdigest()
 
 
 def test_serialisation_vector():

@@ -11,7 +11,7 @@ from recipe.data.corpus import split_corpus
 from recipe.data.ogg_zip import write_text_ogg_zip
 from recipe.data.sentencepiece_model import EOS_ID, load_sentencepiece
 from recipe.data.text_dict import write_text_lines
-from recipe.returnn_glue.datasets import lm_eval_dataset, lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
 
 
 def iterate(opts: dict[str, Any], epoch: int = 1) -> list[tuple[str, numpy.ndarray]]:
@@ -52,7 +52,7 @@ def test_ogg_zip_dev_matches_lm_dataset_ids(dev: dict[str, str], spm_model: str,
     write_text_ogg_zip(dev, tmp_path / "dev.ogg.zip")
     write_text_lines(tmp_path / "dev.txt", dev.values())
     ogg = dict(iterate(text_ogg_zip_dev_dataset(tmp_path / "dev.ogg.zip", spm_model)))
-    lm = dict(iterate(lm_eval_dataset(tmp_path / "dev.txt", spm_model)))
+    lm = dict(iterate(lm_train_dataset(tmp_path / "dev.txt", spm_model, seq_ordering="sorted_reverse")))
     assert set(ogg) == set(dev)
     sp = load_sentencepiece(spm_model)
     for line, (tag, text) in enumerate(dev.items()):

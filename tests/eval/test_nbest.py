@@ -7,7 +7,6 @@ import pytest
 from recipe.asr.nbest import (
     deduplicate,
     describe_unknown_characters,
-    normalize_nbest,
     oracle_index,
     oracle_texts,
     take_best,
@@ -40,18 +39,6 @@ def test_nan_scores_rank_last():
     result = deduplicate([(math.nan, "n"), (-7.0, "x")])
     assert result[0] == (-7.0, "x") and math.isnan(result[1][0])
     assert take_best({"t": [(math.nan, "n"), (-7.0, "x")], "e": []}) == {"t": "x", "e": None}
-
-
-def test_normalize_nbest_merges_texts_equal_after_normalization():
-    nbest = {
-        "t": [
-            (-1.0, "The LORD'S house!"),
-            (-0.5, "the lord's  house"),
-            (-2.0, "Sons' -- sons"),
-            (-3.0, "..."),
-        ]
-    }
-    assert normalize_nbest(nbest) == {"t": [(-0.5, "the lord's house"), (-2.0, "sons sons"), (-3.0, "")]}
 
 
 def test_oracle_selection_and_ties():

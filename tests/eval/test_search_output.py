@@ -14,7 +14,6 @@ from recipe.asr.search_output import (
     nbest_with_scores,
     read_nbest,
     read_search_output,
-    score_nbest_resumable,
     write_search_output,
 )
 from recipe.data.text_dict import TextFormatError
@@ -173,33 +172,6 @@ def test_checkpoint_drops_torn_last_line_and_rejects_corruption(tmp_path):
     path.write_text(path.read_text().replace("'a'", "'a' garbage", 1))
     with pytest.raises(SearchOutputError, match=r"scores.ckpt:1: corrupt checkpoint record"):
         NBestScoreCheckpoint(path)
-
-
-def test_score_nbest_resumable_keeps_finished_scores_after_a_failure(tmp_path):
-    nbest = {f"t{k}": [(-1.0, f"hyp {k}"), (-2.0, f"hyp {k} b")] for k in range(5)}
-    path = tmp_path / "lm.ckpt"
-    calls = []
-
-    def failing(tag, texts):
-        if tag == "t3":
-            raise RuntimeError("out of memory")
-        calls.append(tag)
-        return [-float(len(t)) for t in texts]
-
-    with pytest.raises(RuntimeError, match=r"scoring tag 't3' failed \(3 utterances are done"):
-        score_nbest_resumable(nbest, failing, path)
-    assert calls == ["t0", "t1", "t2"]
-
-    def counting(tag, texts):
-        calls.append(tag)
-        return [-float(len(t)) for t in texts]
-
-    scores = score_nbest_resumable(nbest, counting, path)
-    assert calls == ["t0", "t1", "t2", "t3", "t4"]  # t0..t2 were not recomputed
-    assert scores == {tag: [-float(len(t)) for _, t in hyps] for tag, hyps in nbest.items()}
-    out = tmp_path / "lm_scores.py.gz"
-    write_search_output(out, nbest_with_scores(nbest, scores))
-    assert read_nbest(out)["t1"] == [(-5.0, "hyp 1"), (-7.0, "hyp 1 b")]
 
 
 def test_nbest_with_scores_checks_shapes():

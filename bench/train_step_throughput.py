@@ -76,7 +76,9 @@ def model_flops(kind: str, model: torch.nn.Module, batch: int, seq_len: int, eps
             (n - 1) * layer_params * full + qkv_params * full + (layer_params - qkv_params) * out
         )
         pairs, logit_rows = (n - 1) * full**2 + out * full, (1 - eps) * 0.5 * seq_len
-    per_seq = 6 * weight_positions + 12 * hidden * pairs + 6 * hidden * cfg.output_size * logit_rows
+    per_seq = (
+        6 * weight_positions + 12 * hidden * pairs + 6 * hidden * model.backbone.output_size * logit_rows
+    )
     return batch * per_seq
 
 
@@ -109,7 +111,7 @@ def bench_device(args: argparse.Namespace, device: torch.device) -> str:
             model: torch.nn.Module = model, opt: torch.optim.Optimizer = opt, g=step_gen, cfg=cfg
         ) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                total, count = training_loss(model, cfg, tokens, lengths, True, g)
+                total, count = training_loss(model, tokens, lengths, True, g)
             opt.zero_grad(set_to_none=True)
             (total / count).backward()
             opt.step()

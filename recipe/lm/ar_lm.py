@@ -15,30 +15,22 @@ import torch.nn.functional as F
 
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
 from recipe.lm.checkpoints import CheckedLoadMixin
-from recipe.lm.dit import DiT, DiTConfig
+from recipe.lm.config import LmConfig
+from recipe.lm.dit import DiT
 
 
 class ARLM(CheckedLoadMixin):
     """Causal Transformer LM over V SentencePiece ids (input and output size V)."""
 
-    def __init__(self, backbone: DiTConfig, eos_id: int, max_seq_len: int) -> None:
+    def __init__(self, config: LmConfig) -> None:
         super().__init__()
-        if backbone.time_conditioning:
-            raise ValueError("ARLM: the AR baseline has no noise level; set time_conditioning=False")
-        if backbone.input_size != backbone.output_size:
-            raise ValueError(
-                f"ARLM: input_size ({backbone.input_size}) must equal output_size ({backbone.output_size})"
-            )
-        if not 0 <= eos_id < backbone.output_size:
-            raise ValueError(f"ARLM: eos_id={eos_id} outside the vocabulary [0, {backbone.output_size})")
-        self.vocab_size = backbone.output_size
-        self.eos_id = eos_id
-        self.max_seq_len = max_seq_len
-        self.backbone = DiT(backbone)
-
-    def config_summary(self) -> str:
-        c = self.backbone.cfg
-        return f"config (kind=ar, vocab_size={self.vocab_size}, hidden={c.hidden}, n_layers={c.n_layers})"
+        if config.kind != "ar":
+            raise ValueError(f"ARLM: needs an LmConfig of kind 'ar', got {config.describe()}")
+        self.config = config
+        self.vocab_size = config.vocab_size
+        self.eos_id = config.eos_id
+        self.max_seq_len = config.max_seq_len
+        self.backbone = DiT(config)
 
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log p(x_i | EOS, x_<i) as float32 [B, T]; 0 at padding positions."""

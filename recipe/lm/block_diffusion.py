@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from recipe.lm.batch import clean_padding, pad_to_multiple, valid_mask
-from recipe.lm.dit import DiTConfig
+from recipe.lm.config import LmConfig
 from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import uniform
 
@@ -79,25 +79,13 @@ def block_causal_mask(seq_len: int, block_size: int, device: torch.device | str 
 class BD3LM(MDLM):
     """Block diffusion LM with block size L' (``block_size``); shares its state dict layout with MDLM."""
 
-    def __init__(
-        self,
-        backbone: DiTConfig,
-        vocab_size: int,
-        eos_id: int,
-        max_seq_len: int,
-        block_size: int,
-        sampling_eps: float = 1e-3,
-        antithetic: bool = True,
-        resample: bool = False,
-    ) -> None:
-        if block_size < 1 or max_seq_len % block_size:
-            raise ValueError(f"BD3LM: max_seq_len={max_seq_len} must be divisible by block_size={block_size}")
-        super().__init__(backbone, vocab_size, eos_id, max_seq_len, sampling_eps, antithetic)
-        self.block_size = block_size
-        self.resample = resample
+    kind = "bd3lm"
 
-    def config_summary(self) -> str:
-        return super().config_summary()[:-1] + f", block_size={self.block_size})"
+    def __init__(self, config: LmConfig) -> None:
+        super().__init__(config)
+        assert config.block_size is not None  # LmConfig requires it for bd3lm
+        self.block_size = config.block_size
+        self.resample = config.resample
 
     def block_len(self, seq_len: int) -> int:
         return self.block_size

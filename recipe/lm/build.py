@@ -8,7 +8,7 @@ search, sampling, generative perplexity) all go through these functions:
                                              what RETURNN calls for ``load`` and ``preload_from_files``)
     use_averaged_weights(model)              evaluate the EMA weights, as the reference work does
     load_model(config, checkpoint)           the three above for a checkpoint file, in eval mode
-    training_loss(model, config, tokens, lengths, train)
+    training_loss(model, tokens, lengths, train)
                                              (summed NLL (AR) or NELBO (diffusion), number of tokens)
 """
 
@@ -22,58 +22,18 @@ from recipe.lm.ar_lm import ARLM
 from recipe.lm.block_diffusion import BD3LM
 from recipe.lm.checkpoints import check_compatible, read_checkpoint
 from recipe.lm.config import LmConfig
-from recipe.lm.dit import DiTConfig
 from recipe.lm.ema import ExponentialMovingAverage
 from recipe.lm.mdlm import MDLM
 
 LanguageModel = ARLM | MDLM | BD3LM
-
-
-def backbone_config(config: LmConfig) -> DiTConfig:
-    """The DiT of an LM: V input rows for the AR LM, V + 1 (with [MASK] = V) for diffusion LMs."""
-    return DiTConfig(
-        input_size=config.vocab_size + (1 if config.is_diffusion else 0),
-        output_size=config.vocab_size,
-        hidden=config.hidden,
-        n_layers=config.n_layers,
-        n_heads=config.n_heads,
-        cond_dim=config.cond_dim,
-        mlp_ratio=config.mlp_ratio,
-        dropout=config.dropout,
-        time_conditioning=config.time_conditioning,
-        tie_embeddings=config.tie_embeddings,
-    )
+_CLASSES = {"ar": ARLM, "mdlm": MDLM, "bd3lm": BD3LM}
 
 
 def build_model(config: LmConfig) -> LanguageModel:
     """The LM described by ``config``, randomly initialised."""
     if not isinstance(config, LmConfig):
         raise TypeError(f"build_model: expected an LmConfig, got {type(config).__name__}")
-    backbone = backbone_config(config)
-    model: LanguageModel
-    if config.kind == "ar":
-        model = ARLM(backbone, config.eos_id, config.max_seq_len)
-    elif config.kind == "mdlm":
-        model = MDLM(
-            backbone,
-            config.vocab_size,
-            config.eos_id,
-            config.max_seq_len,
-            config.sampling_eps,
-            config.antithetic,
-        )
-    else:
-        assert config.block_size is not None  # validated by LmConfig
-        model = BD3LM(
-            backbone,
-            config.vocab_size,
-            config.eos_id,
-            config.max_seq_len,
-            config.block_size,
-            config.sampling_eps,
-            config.antithetic,
-            config.resample,
-        )
+    model = _CLASSES[config.kind](config)
     if config.ema_decay > 0.0:
         model.ema = ExponentialMovingAverage(model, config.ema_decay)
     return model
@@ -81,7 +41,6 @@ def build_model(config: LmConfig) -> LanguageModel:
 
 def training_loss(
     model: LanguageModel,
-    config: LmConfig,
     tokens: torch.Tensor,
     lengths: torch.Tensor,
     train: bool,
@@ -89,10 +48,11 @@ def training_loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over the batch of the NLL (AR) or NELBO (diffusion) in nats, float32; number of tokens).
 
-    Training (``train``) draws t from ``config.noise_range``; evaluation always from the full range
-    [sampling_eps, 1], so dev scores are NELBO bounds comparable across trainings."""
+    Training (``train``) draws t from the model config's ``noise_range``; evaluation always from the
+    full range [sampling_eps, 1], so dev scores are NELBO bounds comparable across trainings."""
     if isinstance(model, ARLM):
         return model.loss(tokens, lengths)
+    config = model.config
     noise_range = config.training_noise_range() if train else (config.sampling_eps, 1.0)
     return model.loss(tokens, lengths, noise_range, generator)
 

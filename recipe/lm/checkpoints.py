@@ -91,12 +91,9 @@ def check_compatible(
 
 
 class CheckedLoadMixin(nn.Module):
-    """nn.Module whose load_state_dict first runs ``check_compatible`` (needs ``config_summary()``)."""
-
-    def config_summary(self) -> str:
-        raise NotImplementedError
+    """nn.Module whose load_state_dict first runs ``check_compatible`` (needs ``self.config``, an LmConfig)."""
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         state_dict = {k: v for k, v in state_dict.items() if k not in _LEGACY_KEYS}
-        check_compatible(self, state_dict, "checkpoint state dict", self.config_summary())
+        check_compatible(self, state_dict, "checkpoint state dict", self.config.describe())
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

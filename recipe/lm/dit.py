@@ -14,48 +14,18 @@ in float32.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recipe.lm.config import LmConfig
 from recipe.lm.rotary import apply_rotary, rotary_cos_sin
 
 KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-@dataclass(frozen=True)
-class DiTConfig:
-    """Backbone hyperparameters.
-
-    input_size: embedding rows (V for the AR LM, V + 1 with [MASK] for diffusion LMs);
-    output_size: logit columns (V).
-    """
-
-    input_size: int
-    output_size: int
-    hidden: int = 768
-    n_layers: int = 12
-    n_heads: int = 12
-    cond_dim: int = 128
-    mlp_ratio: int = 4
-    dropout: float = 0.1
-    time_conditioning: bool = False
-    tie_embeddings: bool = False
-    rotary_base: float = 10000.0
-
-    def __post_init__(self) -> None:
-        if self.hidden % self.n_heads:
-            raise ValueError(f"DiTConfig: hidden={self.hidden} is not divisible by n_heads={self.n_heads}")
-        if (self.hidden // self.n_heads) % 2:
-            raise ValueError(f"DiTConfig: head dim {self.hidden // self.n_heads} must be even (rotary)")
-        if self.output_size > self.input_size:
-            raise ValueError(
-                f"DiTConfig: output_size={self.output_size} exceeds input_size={self.input_size}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"DiTConfig: dropout must be in [0, 1), got {self.dropout}")
+ROTARY_BASE = 10000.0
 
 
 class TimestepEmbedding(nn.Module):
@@ -79,7 +49,7 @@ class TimestepEmbedding(nn.Module):
 class DiTBlock(nn.Module):
     """One Transformer block (rotary attention + MLP), optionally adaLN-modulated."""
 
-    def __init__(self, cfg: DiTConfig) -> None:
+    def __init__(self, cfg: LmConfig) -> None:
         super().__init__()
         self.n_heads = cfg.n_heads
         self.dropout = cfg.dropout
@@ -144,12 +114,17 @@ class DiTBlock(nn.Module):
 
 
 class DiT(nn.Module):
-    """Token embedding -> DiT blocks -> final (adaLN-)LayerNorm -> linear or tied output layer."""
+    """Token embedding -> DiT blocks -> final (adaLN-)LayerNorm -> linear or tied output layer.
 
-    def __init__(self, cfg: DiTConfig) -> None:
+    The sizes come from the LM's config: V embedding rows for the AR LM, V + 1 (with [MASK] = V) for
+    diffusion LMs; V output logits."""
+
+    def __init__(self, cfg: LmConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.input_size, cfg.hidden)
+        self.input_size = cfg.vocab_size + (1 if cfg.is_diffusion else 0)
+        self.output_size = cfg.vocab_size
+        self.embed = nn.Embedding(self.input_size, cfg.hidden)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.time_embed = TimestepEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_layers))  # named as in bd3lms' DiT
@@ -161,7 +136,7 @@ class DiT(nn.Module):
             nn.init.zeros_(self.ada_out.bias)
         self.out = None
         if not cfg.tie_embeddings:
-            self.out = nn.Linear(cfg.hidden, cfg.output_size, bias=False)
+            self.out = nn.Linear(cfg.hidden, self.output_size, bias=False)
             nn.init.normal_(self.out.weight, std=0.02)
 
     def hidden(
@@ -192,7 +167,7 @@ class DiT(nn.Module):
         past_len = 0 if past_kv is None else past_kv[0][0].shape[2]
         if positions is None:
             positions = torch.arange(past_len, past_len + tokens.shape[1], device=tokens.device)
-        cos, sin = rotary_cos_sin(positions, self.cfg.hidden // self.cfg.n_heads, self.cfg.rotary_base)
+        cos, sin = rotary_cos_sin(positions, self.cfg.hidden // self.cfg.n_heads, ROTARY_BASE)
         cond = None if self.time_embed is None else self.time_embed(sigma)
         x = self.embed(tokens)
         new_kv: KVCache = []
@@ -216,7 +191,7 @@ class DiT(nn.Module):
         """Output layer: h [..., H] -> logits [..., output_size] (tied: the first V embedding rows)."""
         if self.out is not None:
             return self.out(h)
-        return F.linear(h, self.embed.weight[: self.cfg.output_size])
+        return F.linear(h, self.embed.weight[: self.output_size])
 
     def forward(
         self,

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
 from recipe.lm.checkpoints import CheckedLoadMixin
-from recipe.lm.dit import DiT, DiTConfig
+from recipe.lm.config import LmConfig
+from recipe.lm.dit import DiT
 from recipe.lm.noise_schedule import LogLinearSchedule, antithetic_uniform, scale_to_range, uniform
 
 
@@ -44,44 +45,23 @@ def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torc
 class MDLM(CheckedLoadMixin):
     """Masked diffusion LM over V ids plus [MASK] = V; the backbone has V + 1 input rows, V outputs."""
 
-    def __init__(
-        self,
-        backbone: DiTConfig,
-        vocab_size: int,
-        eos_id: int,
-        max_seq_len: int,
-        sampling_eps: float = 1e-3,
-        antithetic: bool = True,
-    ) -> None:
-        super().__init__()
-        if backbone.input_size != vocab_size + 1 or backbone.output_size != vocab_size:
-            raise ValueError(
-                f"{type(self).__name__}: backbone must have input_size=vocab_size+1={vocab_size + 1} and "
-                f"output_size=vocab_size={vocab_size}, got {backbone.input_size}/{backbone.output_size}"
-            )
-        if not 0.0 < sampling_eps < 1.0:
-            raise ValueError(f"{type(self).__name__}: sampling_eps must be in (0, 1), got {sampling_eps}")
-        if not 0 <= eos_id < vocab_size:
-            raise ValueError(
-                f"{type(self).__name__}: eos_id={eos_id} outside the vocabulary [0, {vocab_size})"
-            )
-        if max_seq_len < 1:
-            raise ValueError(f"{type(self).__name__}: max_seq_len must be positive, got {max_seq_len}")
-        self.vocab_size = vocab_size
-        self.mask_id = vocab_size
-        self.eos_id = eos_id
-        self.max_seq_len = max_seq_len
-        self.schedule = LogLinearSchedule(sampling_eps)
-        self.antithetic = antithetic
-        self.time_conditioning = backbone.time_conditioning
-        self.backbone = DiT(backbone)
+    kind = "mdlm"
 
-    def config_summary(self) -> str:
-        c = self.backbone.cfg
-        return (
-            f"config (kind={type(self).__name__.lower()}, vocab_size={self.vocab_size}, hidden={c.hidden}, "
-            f"n_layers={c.n_layers}, time_conditioning={c.time_conditioning})"
-        )
+    def __init__(self, config: LmConfig) -> None:
+        super().__init__()
+        if config.kind != self.kind:
+            raise ValueError(
+                f"{type(self).__name__}: needs an LmConfig of kind {self.kind!r}, got {config.describe()}"
+            )
+        self.config = config
+        self.vocab_size = config.vocab_size
+        self.mask_id = config.vocab_size
+        self.eos_id = config.eos_id
+        self.max_seq_len = config.max_seq_len
+        self.schedule = LogLinearSchedule(config.sampling_eps)
+        self.antithetic = config.antithetic
+        self.time_conditioning = config.time_conditioning
+        self.backbone = DiT(config)
 
     def block_len(self, seq_len: int) -> int:
         """Tokens per diffusion block: the whole sequence for MDLM."""

@@ -73,14 +73,13 @@ def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     """RETURNN entry point: mark the batch's NELBO (or NLL) sum as loss, normalised per token."""
     import returnn.frontend as rf
 
-    config = lm_config_from_returnn()
     tokens, lengths = batch_from_extern_data(extern_data)
     ctx = rf.get_run_ctx()
     ema = getattr(model, "ema", None)
     if ema is not None and ctx.train_flag:
         ema.update(model)  # the average of the weights as they were after the previous update
-    total, num_tokens = training_loss(model, config, tokens, lengths, train=ctx.train_flag)
-    name = loss_name(config)
+    total, num_tokens = training_loss(model, tokens, lengths, train=ctx.train_flag)
+    name = loss_name(model.config)
     if not torch.isfinite(total):
         raise FloatingPointError(
             f"non-finite {name} loss ({total.item()}) on a batch of {tokens.shape[0]} sequences; "

@@ -95,7 +95,7 @@ def train_tiny(spm_data: SpmData, kind: str, steps: int = 100, **extra) -> torch
     gen = torch.Generator().manual_seed(0)
     rows = list(range(len(SENTENCES)))
     for _ in range(steps):
-        total, count = training_loss(model, config, *spm_data.batch(rows), train=True, generator=gen)
+        total, count = training_loss(model, *spm_data.batch(rows), train=True, generator=gen)
         opt.zero_grad()
         (total / count).backward()
         opt.step()

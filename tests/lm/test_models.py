@@ -8,12 +8,19 @@ import torch
 from recipe.lm.ar_lm import ARLM
 from recipe.lm.build import build_model, load_model, training_loss
 from recipe.lm.config import LmConfig, preset_dims
-from recipe.lm.dit import DiT, DiTConfig, count_parameters
+from recipe.lm.dit import DiT, count_parameters
 from recipe.lm.ema import ExponentialMovingAverage
 
 
+def _config(kind: str, vocab_size: int, **fields) -> LmConfig:
+    """A backbone-sized LmConfig: hidden 32, 4 heads, cond_dim 16, no dropout unless overridden."""
+    sizes = {"hidden": 32, "n_heads": 4, "cond_dim": 16, "dropout": 0.0, **fields}
+    return LmConfig(kind=kind, vocab_size=vocab_size, eos_id=0, max_seq_len=32, **sizes)
+
+
 def test_tiny_preset_size_and_small_preset_dims() -> None:
-    tiny = DiT(DiTConfig(input_size=1001, output_size=1000, hidden=64, n_layers=2, n_heads=4, cond_dim=32))
+    tiny = DiT(_config("mdlm", 1000, **preset_dims("tiny")))
+    assert (tiny.input_size, tiny.output_size) == (1001, 1000)
     assert 100_000 < count_parameters(tiny) < 1_000_000
     cfg = build_model(LmConfig(kind="mdlm", vocab_size=100, eos_id=0, max_seq_len=8)).backbone.cfg
     assert (cfg.hidden, cfg.n_layers, cfg.n_heads, cfg.cond_dim) == (768, 12, 12, 128)
@@ -21,7 +28,8 @@ def test_tiny_preset_size_and_small_preset_dims() -> None:
 
 def test_causal_attention_and_kv_cache() -> None:
     torch.manual_seed(0)
-    net = DiT(DiTConfig(input_size=20, output_size=20, hidden=32, n_layers=2, n_heads=4, dropout=0.0)).eval()
+    net = DiT(_config("ar", 20, n_layers=2)).eval()
+    assert (net.input_size, net.output_size) == (20, 20)
     x = torch.randint(0, 20, (2, 9))
     with torch.no_grad():
         full = net(x, causal=True)
@@ -35,18 +43,7 @@ def test_causal_attention_and_kv_cache() -> None:
 
 def test_time_conditioning_and_tied_embeddings() -> None:
     torch.manual_seed(0)
-    cfg = DiTConfig(
-        input_size=21,
-        output_size=20,
-        hidden=32,
-        n_layers=1,
-        n_heads=4,
-        cond_dim=16,
-        dropout=0.0,
-        time_conditioning=True,
-        tie_embeddings=True,
-    )
-    net = DiT(cfg).eval()
+    net = DiT(_config("mdlm", 20, n_layers=1, time_conditioning=True, tie_embeddings=True)).eval()
     assert net.out is None
     x = torch.randint(0, 21, (2, 6))
     with torch.no_grad():
@@ -69,17 +66,7 @@ def test_time_conditioning_and_tied_embeddings() -> None:
 
 def test_partial_outputs_of_the_last_block() -> None:
     torch.manual_seed(0)
-    cfg = DiTConfig(
-        input_size=21,
-        output_size=20,
-        hidden=32,
-        n_layers=2,
-        n_heads=4,
-        cond_dim=16,
-        dropout=0.0,
-        time_conditioning=True,
-    )
-    net = DiT(cfg).eval()
+    net = DiT(_config("mdlm", 20, n_layers=2, time_conditioning=True)).eval()
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "ada" in name:
@@ -109,16 +96,14 @@ def test_tiny_model_overfits_a_few_sentences(spm_data, kind: str) -> None:
     def evaluate() -> float:
         model.eval()
         with torch.no_grad():
-            total, count = training_loss(
-                model, config, tokens, lengths, False, torch.Generator().manual_seed(123)
-            )
+            total, count = training_loss(model, tokens, lengths, False, torch.Generator().manual_seed(123))
         model.train()
         return total.item() / count.item()
 
     before = evaluate()
     gen = torch.Generator().manual_seed(0)
     for _ in range(150):
-        total, count = training_loss(model, config, tokens, lengths, True, gen)
+        total, count = training_loss(model, tokens, lengths, True, gen)
         opt.zero_grad()
         (total / count).backward()
         opt.step()
@@ -216,7 +201,7 @@ def test_losses_are_float32_under_bf16_autocast(spm_data, kind: str) -> None:
     model = build_model(config)
     tokens, lengths = spm_data.batch([0, 1, 2])
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        total, count = training_loss(model, config, tokens, lengths, True, torch.Generator().manual_seed(0))
+        total, count = training_loss(model, tokens, lengths, True, torch.Generator().manual_seed(0))
     assert total.dtype == torch.float32 and torch.isfinite(total)
     total.backward()
     assert int(count) == int(lengths.sum())

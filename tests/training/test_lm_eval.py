@@ -40,7 +40,7 @@ def _train_tiny(data, kind: str, path, steps: int = 60, **extra) -> tuple[LmConf
         tokens[i, : len(s)] = torch.tensor(s)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     for _ in range(steps):
-        total, n = training_loss(model, config, tokens, lengths, train=True)
+        total, n = training_loss(model, tokens, lengths, train=True)
         (total / n).backward()
         opt.step()
         opt.zero_grad()

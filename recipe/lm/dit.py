@@ -14,6 +14,7 @@ in float32.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -193,16 +194,9 @@ class DiT(nn.Module):
             return self.out(h)
         return F.linear(h, self.embed.weight[: self.output_size])
 
-    def forward(
-        self,
-        tokens: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        attn_mask: torch.Tensor | None = None,
-        causal: bool = False,
-        sigma: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits [B, T, output_size] for all positions (see ``hidden`` for the arguments)."""
-        return self.logits(self.hidden(tokens, positions, attn_mask, causal, sigma)[0])
+    def forward(self, tokens: torch.Tensor, **options: Any) -> torch.Tensor:
+        """Logits [B, T, output_size] for all positions (``options``: those of ``hidden``)."""
+        return self.logits(self.hidden(tokens, **options)[0])
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -90,22 +90,22 @@ def test_block_probs_through_the_kv_cache_equal_the_training_denoiser(
     assert not torch.allclose(recomputed[masked], other[masked], atol=1e-3)
 
 
-@pytest.mark.parametrize("first_hitting", [True, False])
-def test_bd3lm_cache_path_equals_no_cache_path(spm_data, trained, first_hitting: bool) -> None:
-    model = trained["bd3lm"]
+def _with_and_without_cache(model, num: int, max_len: int, *, seed: int, **options) -> list:
+    """BD3-LM samples drawn with the KV cache and by recomputation from the same seed; they must agree."""
     runs = [
         sample_bd3lm(
-            model,
-            6,
-            40,
-            num_steps=6,
-            first_hitting=first_hitting,
-            use_kv_cache=cache,
-            generator=torch.Generator().manual_seed(3),
+            model, num, max_len, use_kv_cache=cache, generator=torch.Generator().manual_seed(seed), **options
         )
         for cache in (True, False)
     ]
     assert runs[0].sequences == runs[1].sequences
+    return runs
+
+
+@pytest.mark.parametrize("first_hitting", [True, False])
+def test_bd3lm_cache_path_equals_no_cache_path(spm_data, trained, first_hitting: bool) -> None:
+    model = trained["bd3lm"]
+    runs = _with_and_without_cache(model, 6, 40, num_steps=6, first_hitting=first_hitting, seed=3)
     _check_valid(runs[0], spm_data.vocab_size, spm_data.eos_id, 40, expect_eos=True)
     assert len({len(s) for s in runs[0].sequences}) > 1
 
@@ -354,19 +354,7 @@ def test_time_conditioned_bd3lm_cache_equals_no_cache_and_mdlm_calls_every_step(
         for name, p in model.named_parameters():
             if "ada" in name:
                 p.normal_(0, 0.2)
-    runs = [
-        sample_bd3lm(
-            model,
-            16,
-            9,
-            num_steps=3,
-            first_hitting=first_hitting,
-            use_kv_cache=cache,
-            generator=torch.Generator().manual_seed(0),
-        )
-        for cache in (True, False)
-    ]
-    assert runs[0].sequences == runs[1].sequences
+    runs = _with_and_without_cache(model, 16, 9, num_steps=3, first_hitting=first_hitting, seed=0)
     _check_valid(runs[0], 4, 0, 9, expect_eos=True)
     mdlm = sample_mdlm(_random_model(spm_data, "mdlm", time_conditioning=True), 4, 6, num_steps=5)
     _check_valid(mdlm, 4, 0, 6, expect_eos=False)

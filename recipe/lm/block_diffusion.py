@@ -26,11 +26,12 @@ from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import Generator, Tensor
 
 from recipe.lm.batch import clean_padding, pad_to_multiple, valid_mask
 from recipe.lm.config import LmConfig
 from recipe.lm.mdlm import MDLM
-from recipe.lm.noise_schedule import uniform
+from recipe.lm.noise_schedule import NoiseRange, uniform
 
 MAX_RESAMPLE_ROUNDS = 100
 
@@ -119,13 +120,8 @@ class BD3LM(MDLM):
         return h[:, 1:]
 
     def draw_mask(
-        self,
-        t: torch.Tensor,
-        lengths: torch.Tensor,
-        seq_len: int,
-        generator: torch.Generator | None,
-        noise_range: tuple[float, float],
-    ) -> torch.Tensor:
+        self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange
+    ) -> Tensor:
         """Per-block masks; with ``resample``, blocks whose masked fraction is outside ``noise_range`` are
         redrawn.
 
@@ -157,7 +153,7 @@ class BD3LM(MDLM):
         return mask
 
 
-def noise_range_candidates(widths: Sequence[float], delta: float, eps: float) -> list[tuple[float, float]]:
+def noise_range_candidates(widths: Sequence[float], delta: float, eps: float) -> list[NoiseRange]:
     """(beta, omega) pairs: the full range (eps, 1) and, per width w, beta = k delta for k = 0..(1-w)/delta,
     omega = beta + w, both clamped to >= eps."""
     if delta <= 0:
@@ -183,7 +179,7 @@ def search_noise_range(
     widths: Sequence[float],
     delta: float,
     generator: torch.Generator | None = None,
-) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
+) -> tuple[NoiseRange, dict[NoiseRange, float]]:
     """Data-driven clipped schedule: for every candidate (beta, omega) draw the training noise
     (t ~ U[beta, omega], masks as in training) on each batch, and compute the variance over all
     sequences of the per-sequence loss NELBO(x) / |x|.  Returns (best pair, {pair: variance}); the best
@@ -193,7 +189,7 @@ def search_noise_range(
         raise ValueError("search_noise_range: no validation batches given")
     was_training = model.training
     model.eval()
-    table: dict[tuple[float, float], float] = {}
+    table: dict[NoiseRange, float] = {}
     try:
         for low, high in noise_range_candidates(widths, delta, model.schedule.eps):
             per_seq = []

@@ -30,7 +30,7 @@ import torch
 from recipe.lm.ar_lm import ARLM
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
 from recipe.lm.mdlm import MDLM
-from recipe.lm.noise_schedule import scale_to_range, stratified_uniform, uniform
+from recipe.lm.noise_schedule import NoiseRange, scale_to_range, stratified_uniform, uniform
 
 
 def conditioned_block_mask(
@@ -63,7 +63,7 @@ def nelbo_samples(
     tokens: torch.Tensor,
     lengths: torch.Tensor,
     num_samples: int = 10,
-    noise_range: tuple[float, float] = (1e-3, 1.0),
+    noise_range: NoiseRange = (1e-3, 1.0),
     groups: torch.Tensor | None = None,
     stratified: bool = True,
     generator: torch.Generator | None = None,
@@ -139,7 +139,7 @@ def sequence_log_likelihood(
     tokens: torch.Tensor,
     lengths: torch.Tensor,
     num_samples: int = 10,
-    noise_range: tuple[float, float] = (1e-3, 1.0),
+    noise_range: NoiseRange = (1e-3, 1.0),
     shared_noise: bool = False,
     groups: torch.Tensor | None = None,
     stratified: bool = True,

@@ -22,12 +22,19 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Generator, Tensor
 
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
 from recipe.lm.checkpoints import CheckedLoadMixin
 from recipe.lm.config import LmConfig
 from recipe.lm.dit import DiT
-from recipe.lm.noise_schedule import LogLinearSchedule, antithetic_uniform, scale_to_range, uniform
+from recipe.lm.noise_schedule import (
+    LogLinearSchedule,
+    NoiseRange,
+    antithetic_uniform,
+    scale_to_range,
+    uniform,
+)
 
 
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -89,13 +96,8 @@ class MDLM(CheckedLoadMixin):
         return scale_to_range(u.view(batch, n_blocks), low, high)
 
     def draw_mask(
-        self,
-        t: torch.Tensor,
-        lengths: torch.Tensor,
-        seq_len: int,
-        generator: torch.Generator | None,
-        noise_range: tuple[float, float],
-    ) -> torch.Tensor:
+        self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange
+    ) -> Tensor:
         """Bool [B, T]: real token l is masked iff u_l < 1 - alpha_{t(l)}, u_l ~ U[0, 1).
 
         ``noise_range`` is the range t was drawn from (used by BD3-LM's resampling, ignored here).
@@ -157,7 +159,7 @@ class MDLM(CheckedLoadMixin):
         self,
         tokens: torch.Tensor,
         lengths: torch.Tensor,
-        noise_range: tuple[float, float] | None = None,
+        noise_range: NoiseRange | None = None,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(NELBO summed over the batch with one t draw per sequence/block, number of tokens).

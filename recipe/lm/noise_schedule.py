@@ -18,6 +18,9 @@ import math
 
 import torch
 
+NoiseRange = tuple[float, float]
+"""(beta, omega): the diffusion time is drawn as t ~ U[beta, omega]."""
+
 
 class LogLinearSchedule:
     """alpha_t = 1 - (1 - eps) t; see the module docstring for the derived quantities."""

@@ -62,3 +62,16 @@ def test_sis_manager_names_the_wrong_field_and_runs_nothing(tmp_path):
     assert run.returncode != 0
     assert "LmConfig.block_size: 7 does not divide max_seq_len=192" in run.stdout + run.stderr
     assert not (tmp_path / "work").exists() or not any((tmp_path / "work").rglob("finished.*"))
+
+
+def test_fields_added_later_stay_out_of_the_hash_at_their_old_behaviour(monkeypatch):
+    """A field listed in HASH_EXCLUDED_DEFAULTS is hashed only when it leaves that value, so configs that
+    keep the old behaviour hash as they did before the field existed."""
+    from recipe.lm import config as lm_config_module
+
+    config = lm_config_module.LmConfig(kind="bd3lm", vocab_size=10, eos_id=0, max_seq_len=8, block_size=4)
+    assert config.__sis_state__() == config.as_dict()
+    monkeypatch.setattr(lm_config_module, "HASH_EXCLUDED_DEFAULTS", {"resample": False})
+    without_the_field = {k: v for k, v in config.as_dict().items() if k != "resample"}
+    assert config.__sis_state__() == without_the_field
+    assert replace(config, resample=True).__sis_state__()["resample"] is True

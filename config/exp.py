@@ -56,6 +56,13 @@ class Setup:
     sampling_number: int = 10  # Monte-Carlo samples of the diffusion LMs' ELBO per hypothesis
     ppl_samples: int = 16  # Monte-Carlo samples per test sequence for the perplexity bound
     num_lm_samples: int = 32
+    # Where and how the trainings run (none of these changes a job id): a prefix of every LM's alias and
+    # output name, extra ReturnnTrainingJob arguments (device, *_rqmt), keep only every n-th checkpoint
+    # (and the last; 0 = keep all), and rqmt overrides of the noise-range search (e.g. a GPU).
+    alias_prefix: str = ""
+    train_job_args: tuple = ()
+    keep_every: int = 0
+    search_rqmt: tuple = ()
 
 
 DEFAULT = Setup()
@@ -113,7 +120,12 @@ def train_stage(alias: str, config: LmConfig, data: dict, setup: Setup, num_epoc
         preload_checkpoint=preload,
         **dict(setup.training),
     )
-    return train_lm(alias, returnn_config, num_epochs=num_epochs, cpu_rqmt=1)
+    job_args: dict[str, Any] = {"cpu_rqmt": 1, **dict(setup.train_job_args)}
+    if setup.keep_every:
+        job_args["keep_epochs"] = sorted(
+            {*range(setup.keep_every, num_epochs + 1, setup.keep_every), num_epochs}
+        )
+    return train_lm(alias, returnn_config, num_epochs=num_epochs, **job_args)
 
 
 def best_checkpoint(job, config: LmConfig, alias: str):
@@ -130,10 +142,11 @@ def train_models(
     """{name: (lm_config, best checkpoint)} for the AR baseline, MDLM and the BD3-LMs, and the
     learning-rate files of each model's training stages in order (BD3-LM: MDLM, full range, clipped)."""
     models, learning_rates = {}, {}
+    lm = f"{setup.alias_prefix}lm"
     for name in ("ar", "mdlm"):
         config = lm_config(name, setup)
-        job = train_stage(f"lm/{name}/train", config, data, setup, setup.pretrain_epochs)
-        models[name] = (config, best_checkpoint(job, config, f"lm/{name}/best"))
+        job = train_stage(f"{lm}/{name}/train", config, data, setup, setup.pretrain_epochs)
+        models[name] = (config, best_checkpoint(job, config, f"{lm}/{name}/best"))
         learning_rates[name] = [job.out_learning_rates]
 
     full_epochs, clipped_epochs = setup.finetune_epochs
@@ -141,17 +154,19 @@ def train_models(
         name = f"bd3lm_{block_size}"
         full_range = lm_config("bd3lm", setup, block_size=block_size, resample=True)
         stage1 = train_stage(
-            f"lm/{name}/full_range", full_range, data, setup, full_epochs, preload=models["mdlm"][1]
+            f"{lm}/{name}/full_range", full_range, data, setup, full_epochs, preload=models["mdlm"][1]
         )
         stage1_checkpoint = stage1.out_checkpoints[full_epochs]
         search = SearchNoiseRangeJob(stage1_checkpoint, full_range, data["dev_text_dict"], data["spm_model"])
-        search.add_alias(f"lm/{name}/clip_search")
-        tk.register_output(f"lm/{name}/clip_search.txt", search.out_variances)
+        search.add_alias(f"{lm}/{name}/clip_search")
+        if setup.search_rqmt:
+            search.update_rqmt("run", dict(setup.search_rqmt))
+        tk.register_output(f"{lm}/{name}/clip_search.txt", search.out_variances)
         clipped = replace(full_range, noise_range=search.out_noise_range)
         stage2 = train_stage(
-            f"lm/{name}/clipped", clipped, data, setup, clipped_epochs, preload=stage1_checkpoint
+            f"{lm}/{name}/clipped", clipped, data, setup, clipped_epochs, preload=stage1_checkpoint
         )
-        models[name] = (clipped, best_checkpoint(stage2, clipped, f"lm/{name}/best"))
+        models[name] = (clipped, best_checkpoint(stage2, clipped, f"{lm}/{name}/best"))
         learning_rates[name] = [*learning_rates["mdlm"], stage1.out_learning_rates, stage2.out_learning_rates]
     return models, learning_rates
 

@@ -1,4 +1,5 @@
-"""Corpus jobs: the KJV default corpus, any text file as a corpus, and the train/dev/test split.
+"""Corpus jobs: the KJV default corpus, any text file as a corpus, the train/dev/test split, merging
+text dicts and normalizing text-lines files.
 
 All corpora are i6 text dicts ``{seq_tag: text}`` (``text_dictionary.py.gz``, see :mod:`recipe.data.text_dict`).
 """
@@ -6,7 +7,15 @@ All corpora are i6 text dicts ``{seq_tag: text}`` (``text_dictionary.py.gz``, se
 from collections.abc import Sequence
 
 from recipe.data.corpus import KJV_ALL_VERSES, kjv_corpus, split_corpus, text_file_corpus
-from recipe.data.text_dict import read_seq_tags, read_text_dict, write_text_dict
+from recipe.data.text_dict import (
+    TextFormatError,
+    read_lines,
+    read_seq_tags,
+    read_text_dict,
+    write_text_dict,
+    write_text_lines,
+)
+from recipe.data.text_normalization import normalize_text
 from sisyphus import Job, Task, tk
 
 
@@ -136,3 +145,60 @@ class SplitCorpusJob(Job):
                 "excluded": len(split.excluded),
             }
         )
+
+
+class MergeTextDictsJob(Job):
+    """Several text dicts as one, in the given order (e.g. the LibriSpeech subsets train-clean-100,
+    train-clean-360 and train-other-500 as train-960); a tag in two of them raises ValueError.
+
+    Outputs: ``out_text_dict``, ``out_num_seqs``.
+    """
+
+    def __init__(self, text_dicts: Sequence[tk.Path]) -> None:
+        self.text_dicts = list(text_dicts)
+        self.out_text_dict = self.output_path("text_dictionary.py.gz")
+        self.out_num_seqs = self.output_var("num_seqs")
+
+    def tasks(self):
+        yield Task("run", rqmt={"cpu": 1, "mem": 4, "time": 1})
+
+    def run(self) -> None:
+        merged: dict[str, str] = {}
+        for path in self.text_dicts:
+            for tag, text in read_text_dict(path).items():
+                if tag in merged:
+                    raise ValueError(f"{path}: sequence tag {tag!r} is already in an earlier text dict")
+                merged[tag] = text
+        write_text_dict(self.out_text_dict, merged)
+        self.out_num_seqs.set(len(merged))
+
+
+class NormalizeTextLinesJob(Job):
+    """Text-lines files (optionally gzipped) concatenated into one, every line normalized as the corpora
+    (:func:`recipe.data.text_normalization.normalize_text`: lowercase unless ``lowercase=False``);
+    lines that end up empty are dropped. Streams, so it suits the ~40M lines of the LibriSpeech LM text.
+
+    Outputs: ``out_text_lines`` (``text_lines.txt.gz``), ``out_num_lines``.
+    """
+
+    def __init__(self, text_files: Sequence[tk.Path], *, lowercase: bool = True) -> None:
+        self.text_files = list(text_files)
+        self.lowercase = lowercase
+        self.out_text_lines = self.output_path("text_lines.txt.gz")
+        self.out_num_lines = self.output_var("num_lines")
+
+    def tasks(self):
+        yield Task("run", rqmt={"cpu": 1, "mem": 2, "time": 4})
+
+    def _lines(self):
+        for path in self.text_files:
+            for _, line in read_lines(path):
+                text = normalize_text(line, lowercase=self.lowercase)
+                if text:
+                    yield text
+
+    def run(self) -> None:
+        count = write_text_lines(self.out_text_lines, self._lines())
+        if not count:
+            raise TextFormatError(f"{self.text_files}: no non-empty line in these files")
+        self.out_num_lines.set(count)

@@ -7,11 +7,8 @@ from __future__ import annotations
 import ast
 import gzip
 import math
-import os
 import random
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,9 +24,9 @@ from recipe.data.librispeech import LIBRISPEECH_SUBSETS, LM_CORPUS_URL
 from recipe.data.text_dict import read_text_dict, read_text_lines, write_text_dict
 from recipe.lm.config import LmConfig
 from tests.data.test_librispeech import make_librispeech_tar
+from tests.pipeline_run import REPO, run_manager_to_completion
 from tests.test_tiny_pipeline import _literal
 
-REPO = Path(__file__).resolve().parent.parent
 EVAL = ("dev-clean", "dev-other", "test-clean", "test-other")
 
 
@@ -189,17 +186,7 @@ def test_tiny_librispeech_end_to_end(tmp_path: Path):
         f"    librispeech_experiment(replace(TINY, lm_corpus_url={lm_text.as_uri()!r}, "
         f"lm_corpus_sha256={sha256_of_file(lm_text)!r}, subset_urls={subset_urls!r}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sisyphus", "m", "librispeech_fixture.py", "-r"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    assert "All targets are done." in proc.stdout
+    run_manager_to_completion(root, "librispeech_fixture.py")
     check_outputs(root, lm_text, texts, tarballs)
 
 

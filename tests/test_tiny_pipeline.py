@@ -11,15 +11,13 @@ import math
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.edit_distance import corpus_wer, edit_distance
+from tests.pipeline_run import REPO, run_manager_to_completion
 
-REPO = Path(__file__).resolve().parent.parent
 MODELS = ("ar", "mdlm", "bd3lm_4", "bd3lm_16")
 VOCAB_SIZE = 300  # config/tiny.py
 
@@ -161,17 +159,7 @@ def test_tiny_experiment_end_to_end(tmp_path: Path):
     root.mkdir()
     os.symlink(REPO / "config", root / "config")
     shutil.copy(REPO / "settings.py", root / "settings.py")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sisyphus", "m", "config/tiny.py", "-r"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    assert "All targets are done." in proc.stdout
+    run_manager_to_completion(root, "config/tiny.py")
 
     report = (root / "output" / "report.md").read_text()
     check_perplexities(root, report)

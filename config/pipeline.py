@@ -72,24 +72,12 @@ def lm_returnn_config(
 
 
 def train_lm(
-    alias: str,
-    returnn_config: ReturnnConfig,
-    *,
-    num_epochs: int,
-    cpu_rqmt: int = 2,
-    mem_rqmt: float = 4,
-    time_rqmt: float = 4,
-    **kwargs: Any,
+    alias: str, returnn_config: ReturnnConfig, *, num_epochs: int, **job_args: Any
 ) -> ReturnnTrainingJob:
-    """A ``ReturnnTrainingJob`` named ``alias`` whose learning-rate file and plots go to ``output/``."""
-    job = ReturnnTrainingJob(
-        returnn_config,
-        num_epochs=num_epochs,
-        cpu_rqmt=cpu_rqmt,
-        mem_rqmt=mem_rqmt,
-        time_rqmt=time_rqmt,
-        **kwargs,
-    )
+    """A ``ReturnnTrainingJob`` named ``alias`` whose learning-rate file and plots go to ``output/``;
+    ``job_args`` go to the job (rqmt defaults: 2 cpus, 4 GB, 4 h)."""
+    job_args = {"cpu_rqmt": 2, "mem_rqmt": 4, "time_rqmt": 4, **job_args}
+    job = ReturnnTrainingJob(returnn_config, num_epochs=num_epochs, **job_args)
     job.add_alias(alias)
     tk.register_output(f"{alias}/learning_rates", job.out_learning_rates)
     tk.register_output(f"{alias}/scores.png", job.out_plot_se)

@@ -1,14 +1,42 @@
 """RETURNN's learning-rate file: reading it and plotting score curves.
 
-Format (one python literal, read with ``eval``)::
+Format (a Python expression; read without evaluating code: only literals, the names ``nan``/``inf``
+and ``EpochData(...)`` calls with literal keyword arguments are accepted)::
 
     {1: EpochData(learningRate=0.001, error={'dev_loss_nelbo': 5.1, 'train_loss_nelbo': 5.6}), ...}
 """
 
 from __future__ import annotations
 
+import ast
 import math
 from typing import Any
+
+_NAMES = {"nan": math.nan, "inf": math.inf}
+
+
+def _value(node: ast.AST, path: str) -> Any:
+    """The value of a literal expression node, with ``nan``, ``inf`` and ``EpochData(**literals)``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "EpochData":
+        if node.args or any(k.arg is None for k in node.keywords):
+            raise ValueError(f"{path}:{node.lineno}: EpochData takes keyword arguments only")
+        return _epoch_data(**{k.arg: _value(k.value, path) for k in node.keywords})
+    if isinstance(node, ast.Name) and node.id in _NAMES:
+        return _NAMES[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        operand = _value(node.operand, path)
+        if isinstance(operand, int | float):
+            return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_value(k, path): _value(v, path) for k, v in zip(node.keys, node.values, strict=True)}
+    if isinstance(node, ast.List | ast.Tuple):
+        values = [_value(e, path) for e in node.elts]
+        return values if isinstance(node, ast.List) else tuple(values)
+    if isinstance(node, ast.Constant):
+        return node.value
+    raise ValueError(
+        f"{path}:{getattr(node, 'lineno', '?')}: not allowed in a learning-rate file: {ast.dump(node)[:80]}"
+    )
 
 
 def _epoch_data(learningRate: float, error: dict[str, Any] | None = None, **_: Any) -> dict[str, Any]:  # noqa: N803
@@ -25,8 +53,8 @@ def read_learning_rates(path: str) -> dict[int, dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         text = f.read()
     try:
-        data = eval(text, {"EpochData": _epoch_data, "nan": math.nan, "inf": math.inf})
-    except Exception as e:
+        data = _value(ast.parse(text, mode="eval").body, path)
+    except (SyntaxError, TypeError) as e:
         raise ValueError(f"{path}: not a RETURNN learning-rate file ({type(e).__name__}: {e})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a dict of epochs, got {type(data).__name__}")

@@ -6,18 +6,24 @@ come from ``jobs.lm_eval.RescoreNBestJob`` (same tags and hypothesis order as th
 computed on normalized text (:func:`recipe.data.text_normalization.normalize_text`) unless ``normalize=False``.
 """
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recipe.asr.demo_recognizer import DEFAULT_SPEED, DEFAULT_VOICE, recognize_nbest
 from recipe.asr.nbest import NBestList, oracle_texts, take_best
+from recipe.asr.sclite import format_ctm, format_stm, run_sclite
 from recipe.asr.score_combination import (
     DEFAULT_LENGTH_SCALES,
     DEFAULT_LM_SCALES,
+    evaluate_combination,
     evaluate_rescoring,
+    format_trace,
     format_tuning_grid,
     rescore,
+    rescore_combination,
+    tune_combination,
     tune_scales,
 )
 from recipe.asr.search_output import best_text, read_nbest, read_search_output, write_search_output
@@ -275,3 +281,234 @@ class ApplyScoreCombinationJob(Job):
         self.out_first_pass_wer.set(results["first-pass"].wer)
         self.out_oracle_wer.set(results["oracle"].wer)
         self.out_wer.set(rescored.wer)
+
+
+def _read_all_lm_scores(
+    nbest_path: tk.Path, lm_paths: Sequence[tk.Path]
+) -> tuple[dict[str, NBestList], list[dict[str, list[float]]]]:
+    nbest: dict[str, NBestList] = {}
+    scores = []
+    for lm_path in lm_paths:
+        nbest, lm_scores = _read_lm_scores(nbest_path, lm_path)
+        scores.append(lm_scores)
+    return nbest, scores
+
+
+def _lm_names(names: Sequence[str] | None, lm_scores: Sequence[tk.Path]) -> list[str]:
+    if names is None:
+        return [f"lm{k + 1}" for k in range(len(lm_scores))]
+    if len(names) != len(lm_scores):
+        raise ValueError(f"{len(names)} names for {len(lm_scores)} LM score files")
+    return list(names)
+
+
+class TuneLmCombinationJob(Job):
+    """Tune ``first_pass + sum_k lm_scales[k] * lm_k + length_scale * words`` on a dev n-best list by WER,
+    for any number of LM score files (``jobs.lm_eval.RescoreNBestJob`` outputs of the same n-best file).
+
+    One LM: the grid search of :class:`TuneScoreCombinationJob`; several: block coordinate descent over
+    the same grids with at most ``max_evaluations`` WER evaluations (:func:`recipe.asr.score_combination.
+    tune_combination`). ``names`` label the LMs in the trace. Outputs: ``out_lm_scales`` (list, one per LM),
+    ``out_length_scale``, ``out_wer`` (dev WER at the choice), ``out_trace`` (every search step),
+    ``out_report`` (trace and first-pass/oracle/rescored summary).
+    """
+
+    def __init__(
+        self,
+        nbest: tk.Path,
+        lm_scores: Sequence[tk.Path],
+        references: tk.Path,
+        *,
+        names: Sequence[str] | None = None,
+        lm_scales: Sequence[float] = DEFAULT_LM_SCALES,
+        length_scales: Sequence[float] = DEFAULT_LENGTH_SCALES,
+        max_evaluations: int = 10_000,
+        normalize: bool = True,
+    ) -> None:
+        self.nbest = nbest
+        self.lm_scores = list(lm_scores)
+        self.references = references
+        self.names = _lm_names(names, self.lm_scores)
+        self.lm_scales = tuple(lm_scales)
+        self.length_scales = tuple(length_scales)
+        self.max_evaluations = max_evaluations
+        self.normalize = normalize
+        self.out_lm_scales = self.output_var("lm_scales")
+        self.out_length_scale = self.output_var("length_scale")
+        self.out_wer = self.output_var("wer")
+        self.out_trace = self.output_path("trace.txt")
+        self.out_report = self.output_path("report.txt")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        nbest, lm_scores = _read_all_lm_scores(self.nbest, self.lm_scores)
+        nbest = _normalized_nbest(nbest, self.normalize)
+        references = _normalized_refs(read_text_dict(self.references), self.normalize)
+        result = tune_combination(
+            nbest,
+            lm_scores,
+            references,
+            lm_scales=self.lm_scales,
+            length_scales=self.length_scales,
+            max_evaluations=self.max_evaluations,
+        )
+        trace = format_trace(result, self.names)
+        with open(self.out_trace.get_path(), "w", encoding="utf-8") as f:
+            f.write(trace + "\n")
+        results = evaluate_combination(nbest, lm_scores, references, result.lm_scales, result.length_scale)
+        with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
+            f.write(trace + "\n\n" + format_summary(results) + "\n")
+        self.out_lm_scales.set(list(result.lm_scales))
+        self.out_length_scale.set(result.length_scale)
+        self.out_wer.set(result.wer)
+
+
+class ApplyLmCombinationJob(Job):
+    """Rescore an n-best list with several LMs and given (e.g. dev-tuned) scales; WERs side by side.
+
+    ``lm_scales`` is a list (one per LM score file) or a tk.Variable holding one
+    (``TuneLmCombinationJob.out_lm_scales``); ``length_scale`` a number or tk.Variable. Outputs as
+    :class:`ApplyScoreCombinationJob`: ``out_search_results``, ``out_wer``, ``out_first_pass_wer``,
+    ``out_oracle_wer``, ``out_report``.
+    """
+
+    def __init__(
+        self,
+        nbest: tk.Path,
+        lm_scores: Sequence[tk.Path],
+        references: tk.Path,
+        lm_scales: Sequence[float] | tk.Variable,
+        length_scale: float | tk.Variable,
+        *,
+        normalize: bool = True,
+    ) -> None:
+        self.nbest = nbest
+        self.lm_scores = list(lm_scores)
+        self.references = references
+        self.lm_scales = lm_scales if isinstance(lm_scales, tk.Variable) else [float(x) for x in lm_scales]
+        self.length_scale = length_scale
+        self.normalize = normalize
+        self.out_search_results = self.output_path("search_results.py.gz")
+        self.out_wer = self.output_var("wer")
+        self.out_first_pass_wer = self.output_var("first_pass_wer")
+        self.out_oracle_wer = self.output_var("oracle_wer")
+        self.out_report = self.output_path("report.txt")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        lm_scales = [float(x) for x in _value(self.lm_scales)]
+        length_scale = float(_value(self.length_scale))
+        nbest, lm_scores = _read_all_lm_scores(self.nbest, self.lm_scores)
+        nbest = _normalized_nbest(nbest, self.normalize)
+        references = _normalized_refs(read_text_dict(self.references), self.normalize)
+        results = evaluate_combination(nbest, lm_scores, references, lm_scales, length_scale)
+        best = rescore_combination(nbest, lm_scores, lm_scales, length_scale)
+        write_search_output(self.out_search_results.get_path(), {t: x or "" for t, x in best.items()})
+        rescored = results["rescored"]
+        with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
+            f.write(
+                f"lm_scales {', '.join(f'{x:g}' for x in lm_scales)}, length_scale {length_scale:g}\n\n"
+                + format_summary(results)
+                + "\n\n"
+            )
+            f.writelines(f"WARNING: {w}\n" for w in rescored.warnings)
+            f.write("\n".join(format_alignment(t, a) for t, a in rescored.alignments.items()))
+        self.out_first_pass_wer.set(results["first-pass"].wer)
+        self.out_oracle_wer.set(results["oracle"].wer)
+        self.out_wer.set(rescored.wer)
+
+
+class TextDictToStmJob(Job):
+    """References (text dict) as an STM file for sclite: one untimed segment per tag
+    (:mod:`recipe.asr.sclite`), normalized like our WER's references unless ``normalize=False``."""
+
+    def __init__(self, references: tk.Path, *, normalize: bool = True) -> None:
+        self.references = references
+        self.normalize = normalize
+        self.out_stm = self.output_path("references.stm")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        references = _normalized_refs(read_text_dict(self.references), self.normalize)
+        with open(self.out_stm.get_path(), "w", encoding="utf-8") as f:
+            f.write(format_stm(references))
+
+
+class SearchOutputToCtmJob(Job):
+    """Hypotheses (search output; an n-best list gives its best-scoring entry, as in
+    :class:`ComputeWerJob`) as a CTM file for sclite, normalized unless ``normalize=False``."""
+
+    def __init__(self, hypotheses: tk.Path, *, normalize: bool = True) -> None:
+        self.hypotheses = hypotheses
+        self.normalize = normalize
+        self.out_ctm = self.output_path("hypotheses.ctm")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        hypotheses: dict[str, str | None] = {}
+        for tag, value in read_search_output(self.hypotheses).items():
+            text = best_text(value)
+            hypotheses[tag] = normalize_text(text) if self.normalize and text is not None else text
+        with open(self.out_ctm.get_path(), "w", encoding="utf-8") as f:
+            f.write(format_ctm(hypotheses))
+
+
+class ScliteJob(Job):
+    """Score a CTM against an STM with NIST sclite (Debian ``sctk``), as i6_core's ``ScliteJob``.
+
+    Call: ``sclite -r <stm> stm -h <ctm> ctm -e utf-8 -s -o all -o dtl -n sclite -O <reports>`` plus
+    ``additional_args`` (:mod:`recipe.asr.sclite`). ``sctk_path``: the directory of the sclite binary
+    (default: the PATH, then ``/usr/lib/sctk/bin``); not hashed. Outputs: ``out_report_dir`` (``sclite.sys``,
+    ``.pra``, ``.dtl``, ``.raw``), ``out_wer`` (percent, from the counts), ``out_num_errors``,
+    ``out_ref_words``, ``out_num_substitutions``, ``out_num_deletions``, ``out_num_insertions``.
+    """
+
+    __sis_hash_exclude__ = {"sctk_path": None}
+
+    def __init__(
+        self,
+        ref: tk.Path,
+        hyp: tk.Path,
+        *,
+        additional_args: Sequence[str] = (),
+        sctk_path: str | None = None,
+    ) -> None:
+        self.ref = ref
+        self.hyp = hyp
+        self.additional_args = tuple(additional_args)
+        self.sctk_path = sctk_path
+        self.out_report_dir = self.output_path("reports", directory=True)
+        self.out_wer = self.output_var("wer")
+        self.out_num_errors = self.output_var("num_errors")
+        self.out_ref_words = self.output_var("ref_words")
+        self.out_num_substitutions = self.output_var("num_substitutions")
+        self.out_num_deletions = self.output_var("num_deletions")
+        self.out_num_insertions = self.output_var("num_insertions")
+
+    def tasks(self):
+        yield Task("run", mini_task=True)
+
+    def run(self) -> None:
+        report_dir = self.out_report_dir.get_path()
+        os.makedirs(report_dir, exist_ok=True)
+        counts = run_sclite(
+            self.ref.get_path(),
+            self.hyp.get_path(),
+            report_dir,
+            sctk_path=self.sctk_path,
+            extra_args=self.additional_args,
+        )
+        self.out_num_errors.set(counts["errors"])
+        self.out_ref_words.set(counts["ref_words"])
+        self.out_num_substitutions.set(counts["substitutions"])
+        self.out_num_deletions.set(counts["deletions"])
+        self.out_num_insertions.set(counts["insertions"])
+        self.out_wer.set(counts["wer"])

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bible-kjv espeak-ng sox slurm-wlm munge g++ make)
+APT_PACKAGES=(bible-kjv espeak-ng sox slurm-wlm munge g++ make sctk)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

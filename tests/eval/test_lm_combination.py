@@ -4,10 +4,12 @@ dev, against a constructed case with a unique known optimum and against brute fo
 import itertools
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from jobs.asr import ApplyLmCombinationJob, TuneLmCombinationJob
 from recipe.asr.score_combination import (
     combine_multi,
     combine_scores,
@@ -17,6 +19,9 @@ from recipe.asr.score_combination import (
     tune_combination,
     tune_scales,
 )
+from recipe.asr.search_output import nbest_with_scores, read_search_output, write_search_output
+from recipe.data.text_dict import write_text_dict
+from sisyphus import gs, tk
 from tests.edit_distance import edit_distance
 
 # All hypotheses of u1-u3 have 3 words, so only u4 depends on the length scale.
@@ -174,3 +179,38 @@ def test_bad_inputs_name_the_lm():
         tune_combination(NBEST, [], REFS)
     with pytest.raises(ValueError, match="2 LM scales for 1 LM score lists"):
         rescore_combination(NBEST, [LM1], [1.0, 1.0], 0.0)
+
+
+def test_tune_and_apply_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(gs, "BASE_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    write_search_output("nbest.py", NBEST)
+    write_search_output("lm1.py", nbest_with_scores(NBEST, LM1))
+    write_search_output("lm2.py", nbest_with_scores(NBEST, LM2))
+    write_text_dict("refs.py", REFS)
+    lms = [tk.Path("lm1.py"), tk.Path("lm2.py")]
+    tune = TuneLmCombinationJob(
+        tk.Path("nbest.py"),
+        lms,
+        tk.Path("refs.py"),
+        names=["ar", "mdlm"],
+        lm_scales=LM_SCALES,
+        length_scales=LENGTH_SCALES,
+    )
+    tk.run_job(tune)
+    assert (tune.out_lm_scales.get(), tune.out_length_scale.get(), tune.out_wer.get()) == (
+        [1.0, 1.0],
+        -1.0,
+        0.0,
+    )
+    trace = Path(tune.out_trace.get_path()).read_text()
+    assert trace.startswith("method: coordinate descent") and "chosen: ar 1, mdlm 1, length -1" in trace
+    apply = ApplyLmCombinationJob(
+        tk.Path("nbest.py"), lms, tk.Path("refs.py"), tune.out_lm_scales, tune.out_length_scale
+    )
+    tk.run_job(apply)
+    assert (apply.out_wer.get(), apply.out_oracle_wer.get()) == (0.0, 0.0)
+    assert apply.out_first_pass_wer.get() == pytest.approx(300 / 11)
+    assert read_search_output(apply.out_search_results) == {t: r for t, r in REFS.items()}
+    with pytest.raises(ValueError, match="1 names for 2 LM score files"):
+        TuneLmCombinationJob(tk.Path("nbest.py"), lms, tk.Path("refs.py"), names=["ar"])

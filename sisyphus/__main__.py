@@ -11,11 +11,15 @@ from sisyphus import global_settings as gs
 
 
 def _manager(args: argparse.Namespace) -> int:
+    from sisyphus import toolkit
     from sisyphus.graph import graph
     from sisyphus.loader import load_configs
     from sisyphus.manager import Manager
 
-    load_configs(args.configs)
+    toolkit._in_manager = True
+    load_configs(args.config_files + args.configs)
+    if args.ui:
+        print("note: --ui (the real Sisyphus' curses interface) is not implemented; using the plain display")
     start = args.run
     if not start and sys.stdin.isatty():
         manager = Manager(graph, start=False)
@@ -24,9 +28,17 @@ def _manager(args: argparse.Namespace) -> int:
         start = answer in ("y", "yes")
         if not start:
             return 0
-    return Manager(
-        graph, start=start, clear_errors=args.clear_errors, clear_interrupts=args.clear_interrupts
-    ).run()
+    manager = Manager(
+        graph,
+        start=start,
+        clear_errors=args.clear_errors,
+        clear_interrupts=args.clear_interrupts,
+        interactive=args.interactive,
+    )
+    if args.http_port is not None:
+        port = manager.serve_http(args.http_port)
+        print(f"status page: http://127.0.0.1:{port}/", flush=True)
+    return manager.run()
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -35,7 +47,13 @@ def _worker(args: argparse.Namespace) -> int:
 
     os.environ["SIS_WORKER"] = "1"
     add_import_paths()
-    return run_worker(args.job_dir, args.task, args.task_id, redirect_output=args.redirect_output)
+    return run_worker(
+        args.job_dir,
+        args.task,
+        args.task_id,
+        redirect_output=args.redirect_output,
+        force_resume=args.force_resume,
+    )
 
 
 def _retry(args: argparse.Namespace) -> int:
@@ -66,13 +84,21 @@ def _retry(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace) -> int:
     import code
 
-    from sisyphus import tk
-    from sisyphus.loader import load_configs
+    from sisyphus import tk, toolkit
+    from sisyphus.loader import add_import_paths, load_configs
 
-    load_configs(args.configs)
-    namespace = {"tk": tk, "gs": gs}
-    if args.command:
-        exec(args.command, namespace)
+    toolkit._in_manager = True
+    namespace: dict = {"tk": tk, "gs": gs, "config_files": args.config_files + args.configs}
+    if args.load:  # --load JOB_DIR: the jobs, without loading configs (as the real console)
+        add_import_paths()
+        namespace["jobs"] = [tk.load_job(p) for p in args.load]
+        for i, job in enumerate(namespace["jobs"]):
+            print(f"jobs[{i}]: {job}")
+    elif not args.skip_config:
+        load_configs(args.config_files + args.configs)
+    for command in args.commands:
+        exec(command, namespace)
+    if args.script or not sys.stdin.isatty():
         return 0
     code.interact(banner="sisyphus console: tk, gs in scope", local=namespace)
     return 0
@@ -80,6 +106,15 @@ def _console(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sis", description="Sisyphus-compatible workflow manager")
+    parser.add_argument(
+        "--log_level",
+        type=int,
+        default=20,
+        help="logging level (10 debug, 20 info, 30 warnings, 50 critical)",
+    )
+    parser.add_argument(
+        "--config", dest="config_files", action="append", default=[], help="a config file (repeatable)"
+    )
     sub = parser.add_subparsers(dest="command_name", required=True)
     m = sub.add_parser("manager", aliases=["m"], help="run the graph of the given configs")
     m.add_argument("configs", nargs="*", help="config files (config/exp.py) or module.function")
@@ -91,6 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="move non-resumable interrupted jobs aside and rerun",
     )
+    m.add_argument(
+        "-io",
+        dest="ignore_once",
+        action="store_true",
+        help="do not ask about jobs in error (accepted for the real one's command line: this manager never asks)",
+    )
+    m.add_argument("-i", "--interactive", action="store_true", help="ask before submitting each task")
+    m.add_argument(
+        "--http", dest="http_port", type=int, default=None, help="serve a status page on this port"
+    )
+    m.add_argument("--ui", action="store_true", help="accepted; the curses interface is not implemented")
     m.set_defaults(func=_manager)
     w = sub.add_parser("worker", help="run one task of a job (started by engines)")
     w.add_argument("job_dir")
@@ -98,19 +144,35 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("task_id", type=int, nargs="?", default=1)
     w.add_argument("--engine", default=None)
     w.add_argument("--redirect_output", action="store_true")
+    w.add_argument(
+        "--force_resume",
+        "--fr",
+        action="store_true",
+        help="run the task even if it failed (its error marker goes)",
+    )
     w.set_defaults(func=_worker)
     r = sub.add_parser("retry", help="clear the error markers of jobs so they rerun in place")
     r.add_argument("jobs", nargs="+", help="job directories or alias links")
     r.set_defaults(func=_retry)
     c = sub.add_parser("console", aliases=["c"], help="Python console with tk after loading configs")
     c.add_argument("configs", nargs="*")
-    c.add_argument("-c", dest="command", default=None, help="run this command instead of a console")
+    c.add_argument(
+        "--load", action="append", default=[], help="load this job directory (repeatable) into `jobs`"
+    )
+    c.add_argument("--skip_config", action="store_true", help="do not load the configs")
+    c.add_argument("-c", dest="commands", action="append", default=[], help="run this command (repeatable)")
+    c.add_argument(
+        "-s", "--script", action="store_true", help="exit after the -c commands instead of opening a console"
+    )
     c.set_defaults(func=_console)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import logging
+
+    logging.basicConfig(format="[%(asctime)s] %(levelname)s: %(message)s", level=args.log_level)
     gs.load_settings(warn_unsupported=args.func is not _worker)  # once, by the manager, not per worker
     return args.func(args) or 0
 

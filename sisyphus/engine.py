@@ -78,6 +78,7 @@ class LocalEngine(EngineBase):
 
     def __init__(self, cpus: int = 1, gpus: int = 0, available_gpus: str = "", **other: float) -> None:
         super().__init__()
+        gpus = int(other.get("gpu", gpus))  # cpu=/gpu= override cpus/gpus, as in the real LocalEngine
         self.capacity: dict[str, float] = {"cpu": cpus, "gpu": gpus, **other}
         gpu_ids = [g for g in available_gpus.split(",") if g] if available_gpus else []
         self.free_gpus = gpu_ids or [str(i) for i in range(gpus)]

@@ -27,6 +27,49 @@ JOB_SAVE = "job.save"
 JOB_INFO = "info"
 ENGINE_DIR = "engine"
 STATE_FINISHED = "finished"
+JOB_FINISHED_MARKER = "finished"
+JOB_FINISHED_ARCHIVE = "finished.tar.gz"  # what the cleanup leaves of a finished job's logs and markers
+JOB_LOG = "log"
+JOB_LOG_ENGINE = "engine"
+STATE_HOLD = "hold"
+CONFIG_PREFIX = "config"
+RECIPE_PREFIX = "recipe"
+PLOGGING_FILE = "usage"
+
+# the automatic cleanup of finished jobs, as in the real Sisyphus (on by default): the manager removes
+# a finished job's work/ and packs its logs, markers and job.save into finished.tar.gz
+JOB_AUTO_CLEANUP = True
+JOB_CLEANUP_KEEP_WORK = False  # keep work/ instead of removing it
+JOB_CLEANUP_KEEP_INPUT = True  # keep the input/ links instead of packing them
+JOB_CLEANER_INTERVAL: float = 60  # seconds between two cleanup passes of a running manager
+JOB_DEFAULT_KEEP_VALUE = 50
+
+# the environment of a task: the real Sisyphus cleans it by default (CLEANUP_ENVIRONMENT=True keeps only
+# DEFAULT_ENVIRONMENT_KEEP and sets DEFAULT_ENVIRONMENT_SET); this core keeps the manager's environment
+# unless settings.py asks for the cleanup. Stored per job in job.save (Job._sis_environment).
+CLEANUP_ENVIRONMENT = False
+DEFAULT_ENVIRONMENT_KEEP = {
+    "CUDA_VISIBLE_DEVICES",
+    "HOME",
+    "PWD",
+    "TMP",
+    "TMPDIR",
+    "USER",
+    "PATH",
+    "VIRTUAL_ENV",
+}
+DEFAULT_ENVIRONMENT_SET: dict[str, Any] = {"LANG": "en_US.UTF-8", "MKL_NUM_THREADS": 1, "OMP_NUM_THREADS": 1}
+
+TMP_PREFIX = os.path.join(os.environ.get("TMPDIR", "/tmp"), "sis_")  # i6_core's temporary directories
+INCLUDE_CREATOR_STATE = False  # pickled paths keep their creator (False: absolute path, no creator)
+LEGACY_PATH_CONVERSION = False  # repr(Path) is repr(str(path)) instead of <Path ...>
+LEGACY_VARIABLE_CONVERSION = False
+RAISE_VARIABLE_NOT_SET_EXCEPTION = True
+WARNING_ABSPATH = True
+WARNING_NO_FUNCTION_CALLED = True
+DELAYED_CHECK_FOR_WORKER = False
+USE_UI = False
+SHOW_VIS_NAME_IN_MANAGER = True
 
 # Seconds. The real Sisyphus waits long for network file systems; this core has no such waits.
 # the manager's longest sleep between passes (the local engine wakes it when a task starts or ends)
@@ -70,6 +113,12 @@ def on_job_finished(job) -> None:
     for jobs that were finished when it started)."""
 
 
+def file_caching(path: str) -> str:
+    """Where a ``cached`` path is read from inside a worker (``Path.get_cached_path``): e.g. copy it to a
+    local disk and return the copy; identity by default."""
+    return path
+
+
 def check_engine_limits(rqmt: dict[str, Any], task) -> dict[str, Any]:
     """Adjust a task's requirements (the last step of ``Task.rqmt()``, before the manager submits
     it); identity by default."""
@@ -80,12 +129,7 @@ def check_engine_limits(rqmt: dict[str, Any], task) -> dict[str, Any]:
 # settings file shared with the real one), the manager warns that they have no effect here
 UNSUPPORTED_SETTINGS = frozenset(
     {
-        "JOB_AUTO_CLEANUP",
-        "JOB_CLEANER_INTERVAL",
         "JOB_CLEANER_WORKER",
-        "JOB_CLEANUP_KEEP_WORK",
-        "JOB_CLEANUP_KEEP_INPUT",
-        "JOB_DEFAULT_KEEP_VALUE",
         "JOB_USE_TAGS_IN_PATH",
         "TEAM_SHARE_DIR",
         "ALIAS_AND_OUTPUT_SUBDIR",
@@ -95,15 +139,10 @@ UNSUPPORTED_SETTINGS = frozenset(
         "WAIT_PERIOD_MTIME_OF_INPUTS",
         "WAIT_PERIOD_FOR_INPUTS_AVAILABLE",
         "WAIT_PERIOD_CACHE",
-        "CLEANUP_ENVIRONMENT",
-        "DEFAULT_ENVIRONMENT_KEEP",
-        "DEFAULT_ENVIRONMENT_SET",
         "CLEAR_ERROR",
         "PRINT_ERROR_LINES",
-        "USE_UI",
         "CACHE_FINISHED_RESULTS",
         "update_engine_rqmt",
-        "file_caching",
     }
 )
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sisyphus import global_settings as gs
+from sisyphus.delayed_ops import DelayedBase
 from sisyphus.job import Job, extract_paths
-from sisyphus.job_path import Path, Variable
+from sisyphus.job_path import AbstractPath
 
 
 @dataclass
@@ -18,9 +19,9 @@ class OutputTarget:
     """``output/<name>`` links to ``path`` once it is available."""
 
     name: str
-    path: Path
+    path: AbstractPath
 
-    def paths(self) -> set[Path]:
+    def paths(self) -> set[AbstractPath]:
         return {self.path}
 
     def done(self) -> bool:
@@ -40,10 +41,10 @@ class ReportTarget:
     name: str
     values: Any
     template: str | None = None
-    required: set[Path] = field(default_factory=set)
+    required: set[AbstractPath] = field(default_factory=set)
     written: bool = False
 
-    def paths(self) -> set[Path]:
+    def paths(self) -> set[AbstractPath]:
         return self.required | extract_paths(self.values)
 
     def done(self) -> bool:
@@ -68,9 +69,9 @@ class ReportTarget:
 class WaitTarget:
     """Paths an async config awaits with ``tk.async_run``."""
 
-    required: set[Path]
+    required: set[AbstractPath]
 
-    def paths(self) -> set[Path]:
+    def paths(self) -> set[AbstractPath]:
         return self.required
 
     def done(self) -> bool:
@@ -80,11 +81,31 @@ class WaitTarget:
         pass
 
 
+@dataclass
+class CallbackTarget:
+    """``tk.register_callback(f, *args, **kwargs)``: ``f`` is called once when every path in the
+    arguments is available."""
+
+    func: Any
+    args: tuple
+    kwargs: dict
+    called: bool = False
+
+    def paths(self) -> set[AbstractPath]:
+        return extract_paths((self.args, self.kwargs))
+
+    def done(self) -> bool:
+        return self.called
+
+    def update(self) -> None:
+        if not self.called and all(p.available() for p in self.paths()):
+            self.called = True
+            self.func(*self.args, **self.kwargs)
+
+
 def _resolve(obj: Any) -> Any:
-    if isinstance(obj, Variable):
+    if isinstance(obj, DelayedBase):  # paths resolve to their absolute path, variables to their value
         return obj.get()
-    if isinstance(obj, Path):
-        return obj.get_path()
     if isinstance(obj, dict):
         return {k: _resolve(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -110,10 +131,10 @@ class Graph:
     """Targets registered by configs; ``jobs()`` walks their inputs' creators."""
 
     def __init__(self) -> None:
-        self.targets: list[OutputTarget | ReportTarget | WaitTarget] = []
+        self.targets: list[OutputTarget | ReportTarget | WaitTarget | CallbackTarget] = []
         self.coroutines: list[Any] = []
 
-    def add_target(self, target: OutputTarget | ReportTarget | WaitTarget) -> None:
+    def add_target(self, target: OutputTarget | ReportTarget | WaitTarget | CallbackTarget) -> None:
         self.targets.append(target)
 
     def remove_target(self, target: WaitTarget) -> None:

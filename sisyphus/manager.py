@@ -59,6 +59,7 @@ class Manager:
         quiet: bool = False,
         targets: list[Any] | None = None,
         out: TextIO | None = None,
+        interactive: bool = False,
     ) -> None:
         self.graph = graph
         self.engine = engine if engine is not None else gs.engine()
@@ -68,11 +69,16 @@ class Manager:
         self.quiet = quiet
         self.targets = targets
         self.out = out or sys.stdout
+        self.interactive = interactive  # -i: ask before each submission (yes / skip / never)
+        self.never_submit: set[tuple[str, str]] = set()
         self.calls: dict[tuple[str, str], TaskCall] = {}
         self.last_states: dict[str, str] = {}
         self.reported: set[tuple[str, str]] = set()
         self.last_heartbeat = 0.0
         self.start_time = time.time()
+        self.last_cleanup = 0.0
+        self.http_server: Any = None
+        self.last_states_by_job: dict[str, tuple[Job, str, str]] = {}  # for the status page
 
     # --- state ---------------------------------------------------------------------------
     def _call(self, job: Job, task: Task) -> TaskCall:
@@ -93,7 +99,7 @@ class Manager:
         """(state, current task, ids of that task in the state) of a job."""
         if job._sis_finished():
             return State.FINISHED, None, []
-        if os.path.exists(job._sis_path("hold", abspath=True)):
+        if job._sis_is_set_to_hold():
             return State.HOLD, None, []
         if job._sis_update_inputs():
             return State.WAITING, None, []
@@ -125,7 +131,7 @@ class Manager:
             job._sis_setup_directory()
         call = self._call(job, task)
         ids = [i for i in ids if self._ready_to_submit(job, task, i)]
-        if not ids:
+        if not ids or not self._confirm(job, task, ids):
             return False
         sub = TaskCall(call.job_id, call.job_dir, call.task_name, ids, call.rqmt, call.command)
         info = self.engine.submit(sub)
@@ -136,6 +142,23 @@ class Manager:
             if os.path.exists(stale):
                 os.unlink(stale)
         return True
+
+    def _confirm(self, job: Job, task: Task, ids: list[int]) -> bool:
+        """With ``-i``: ask "(Yes/skip/never)" before submitting, as the real manager does."""
+        if not self.interactive:
+            return True
+        key = (job._sis_id(), task.name())
+        if key in self.never_submit:
+            return False
+        try:
+            answer = input(f"Submit {self._name(job)} {task.name()}{ids}? (Yes/skip/never) ").strip().lower()
+        except EOFError:
+            answer = "skip"
+        if answer in ("", "y", "yes"):
+            return True
+        if answer in ("n", "never"):
+            self.never_submit.add(key)
+        return False
 
     def _ready_to_submit(self, job: Job, task: Task, task_id: int) -> bool:
         """False for a failed id whose retry (``Task(tries=N)``) could not be started now."""
@@ -158,7 +181,8 @@ class Manager:
 
     def clear(self, job: Job, why: str) -> None:
         new = move_aside(job._sis_path(abspath=True))
-        job._sis_tasks_cache = None
+        job.__dict__.pop("_sis_task_cache", None)
+        job._sis_is_finished = False
         self.calls = {k: v for k, v in self.calls.items() if k[0] != job._sis_id()}
         self._print(f"cleared ({why}): {job._sis_id()} -> {os.path.basename(new)}")
 
@@ -174,6 +198,18 @@ class Manager:
         before = (len(self.graph.targets), len(self.graph.coroutines))
         self.step_coroutines()
         return (len(self.graph.targets), len(self.graph.coroutines)) != before
+
+    def cleanup(self, jobs: list[Job], force: bool = False) -> int:
+        """The real Sisyphus' auto-cleanup (``gs.JOB_AUTO_CLEANUP``): finished jobs get their ``work/``
+        removed and their logs, markers and ``job.save`` packed into ``finished.tar.gz``; at most once per
+        ``gs.JOB_CLEANER_INTERVAL`` unless ``force``. Returns how many jobs were cleaned."""
+        if not gs.JOB_AUTO_CLEANUP or not self.start:
+            return 0
+        now = time.time()
+        if not force and now - self.last_cleanup < gs.JOB_CLEANER_INTERVAL:
+            return 0
+        self.last_cleanup = now
+        return sum(job._sis_cleanup() for job in jobs if job._sis_cleanable())
 
     # --- display -------------------------------------------------------------------------
     def _print(self, text: str) -> None:
@@ -253,6 +289,15 @@ class Manager:
             return self._loop()
         finally:
             self.engine.stop_engine()
+            if self.http_server is not None:
+                self.http_server.stop()
+
+    def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
+        """Serve the status page (``sis m --http PORT``) while the manager runs; returns the port."""
+        from sisyphus.http_server import StatusServer
+
+        self.http_server = StatusServer(self, port, host)
+        return self.http_server.port
 
     def _loop(self) -> int:
         self.update_aliases(self.graph.jobs())
@@ -271,6 +316,11 @@ class Manager:
                 if cleared:
                     states = self.scan()
             jobs = [j for entries in states.values() for j, _, _ in entries]
+            self.last_states_by_job = {
+                j._sis_id(): (j, state, t.name() if t is not None else "")
+                for state, entries in states.items()
+                for j, t, _ in entries
+            }
             self.update_aliases(jobs)
             for job, _, _ in states.get(State.FINISHED, []):
                 if self.last_states.get(job._sis_id()) not in (None, State.FINISHED):
@@ -279,14 +329,16 @@ class Manager:
             self.display(states)
             self.report_problems(states)
             if self.targets_done():
+                self.cleanup([j for j, _, _ in states.get(State.FINISHED, [])], force=True)
                 self._print("All targets are done.")
                 return 0
+            self.cleanup([j for j, _, _ in states.get(State.FINISHED, [])])
             if not self.start:
                 return 0
             submitted = deferred = False
             for state in (State.RUNNABLE, State.INTERRUPTED_RESUMABLE):
                 for job, task, ids in states.get(state, []):
-                    if task is not None:
+                    if task is not None and (job._sis_id(), task.name()) not in self.never_submit:
                         if self.submit(job, task, ids):
                             submitted = True
                         else:  # a retry whose task lock another process held: next pass

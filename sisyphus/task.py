@@ -131,7 +131,10 @@ class Task:
     def rqmt(self) -> dict[str, Any]:
         """Requirements with defaults, job-level overrides (``set_rqmt``) and parsed units."""
         assert self._job is not None
-        rqmt = {**gs.DEFAULT_RQMT, **self._rqmt, **self._job._sis_rqmt_overrides.get(self._start, {})}
+        rqmt = {**gs.DEFAULT_RQMT, **self._rqmt}
+        overwrite = self._job._sis_task_rqmt_overwrite.get(self._start)
+        if overwrite is not None:  # (rqmt, replace) from Job.set_rqmt / update_rqmt
+            rqmt = {**gs.DEFAULT_RQMT, **overwrite[0]} if overwrite[1] else {**rqmt, **overwrite[0]}
         if self._update_rqmt is not None:
             rqmt = self._update_rqmt(rqmt)
         rqmt["mem"] = parse_mem_gb(rqmt["mem"])

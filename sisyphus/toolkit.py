@@ -3,20 +3,38 @@ package-relative paths, wait for results in async configs, run jobs from Python)
 
 from __future__ import annotations
 
+import gzip
+import importlib
 import os
+import pickle
+import sys
 from collections.abc import Callable, Generator
 from typing import Any
 
 from sisyphus import global_settings as gs
-from sisyphus.graph import OutputTarget, ReportTarget, WaitTarget, graph
+from sisyphus.delayed_ops import Delayed, DelayedBase
+from sisyphus.graph import CallbackTarget, OutputTarget, ReportTarget, WaitTarget, graph
 from sisyphus.job import Job, extract_paths, move_aside
 from sisyphus.job import load_job as _load_job
-from sisyphus.job_path import Path, Variable, VariableNotSet
+from sisyphus.job_path import AbstractPath, Path, Variable, VariableNotSet
 
 __all__ = [
     "Path",
     "Variable",
+    "AbstractPath",
     "VariableNotSet",
+    "Delayed",
+    "DelayedBase",
+    "gs",
+    "is_path",
+    "input_path",
+    "register_callback",
+    "async_gather",
+    "running_in_manager",
+    "dump",
+    "load_file",
+    "export_graph",
+    "import_work_directory",
     "register_output",
     "register_report",
     "setup_path",
@@ -30,11 +48,23 @@ __all__ = [
 ]
 
 
-def register_output(name: str, value: Path, export_graph: bool = False) -> None:
-    """Link ``output/<name>`` to ``value`` once it exists; the manager works towards it."""
-    if not isinstance(value, Path):
-        raise TypeError(f"register_output({name!r}): expected a tk.Path, got {type(value).__name__}")
+def register_output(name: str, value: AbstractPath, export_graph: bool = False) -> None:
+    """Link ``output/<name>`` to ``value`` once it exists; the manager works towards it.
+    ``export_graph``: also pickle ``value`` (with its graph) to ``output/.<name>.sis``."""
+    if not isinstance(value, AbstractPath):
+        raise TypeError(
+            f"register_output({name!r}): expected a tk.Path or tk.Variable, got {type(value).__name__}"
+        )
     graph.add_target(OutputTarget(name, value))
+    if export_graph:
+        dump(value, os.path.join(gs.BASE_DIR, gs.OUTPUT_DIR, f".{name}.sis"))
+
+
+def register_callback(f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Call ``f(*args, **kwargs)`` once (in the manager) when every path inside the arguments is available."""
+    if not callable(f):
+        raise TypeError(f"register_callback needs a callable, got {type(f).__name__}")
+    graph.add_target(CallbackTarget(f, args, kwargs))
 
 
 def register_report(
@@ -48,14 +78,118 @@ def register_report(
     graph.add_target(ReportTarget(name, values, template, extract_paths(required) if required else set()))
 
 
-def setup_path(package: str) -> Callable[[str], Path]:
-    """Paths relative to ``package``'s directory, hashed independently of where the project lives."""
-    pkg_dir = package.replace(".", "/")
+def is_path(obj: Any) -> bool:
+    return isinstance(obj, Path)
 
-    def make_path(path: str, **kwargs: Any) -> Path:
-        return Path(os.path.join(pkg_dir, path), hash_overwrite=(None, f"{package}/{path}"), **kwargs)
 
-    return make_path
+def input_path(path: Path | str) -> Path:
+    """``path`` as a tk.Path (a str becomes one)."""
+    if isinstance(path, str):
+        return Path(path)
+    if not isinstance(path, Path):
+        raise TypeError(f"input_path needs a str or tk.Path, got {type(path).__name__}")
+    return path
+
+
+class RelPath:
+    """Makes Paths relative to a package's directory, hashed as ``<package as a path>/<path>``."""
+
+    def __init__(self, origin: str, hash_overwrite: str | None = None) -> None:
+        self.origin = origin
+        self.hash_overwrite = hash_overwrite
+
+    def __call__(self, path: str, *args: Any, **kwargs: Any) -> Path:
+        if self.hash_overwrite and "hash_overwrite" not in kwargs and len(args) < 3:
+            kwargs["hash_overwrite"] = os.path.join(self.hash_overwrite, path)
+        if not os.path.isabs(path):
+            path = os.path.relpath(os.path.join(self.origin, path), gs.BASE_DIR)
+        return Path(path, *args, **kwargs)
+
+
+def setup_path(package: str) -> RelPath:
+    """``rel = tk.setup_path(__package__)``: ``rel("data.txt")`` is a Path next to the package's
+    ``__init__.py`` (found by importing it, so ``lm.data`` resolves to ``recipe/lm/data`` when ``recipe/``
+    is an import path), hashed as ``lm/data/data.txt`` wherever the project lives (as the real one)."""
+    if not package:
+        raise ValueError("setup_path(__package__) only works in a module inside a package")
+    module = importlib.import_module(package)
+    if not getattr(module, "__file__", None):
+        raise ValueError(f"setup_path: {package} has no __init__.py")
+    origin = os.path.dirname(os.path.abspath(module.__file__))
+    return RelPath(origin, hash_overwrite=package.replace(".", "/"))
+
+
+def dump(obj: Any, filename: str) -> None:
+    """Pickle ``obj`` into the gzip file ``filename`` (directories are created)."""
+    if os.path.dirname(filename):
+        os.makedirs(os.path.dirname(filename), exist_ok=True)
+    with gzip.open(filename, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def load_file(path: str) -> Any:
+    """Unpickle a file written by ``dump`` (gzip or plain)."""
+    with open(path, "rb") as f:
+        zipped = f.read(2) == b"\x1f\x8b"
+    with gzip.open(path, "rb") if zipped else open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def export_graph(output_file: str | None = None) -> None:
+    """One line ``<job id> <path>`` per job of the current graph (stdout or ``output_file``)."""
+    out = open(output_file, "w", encoding="utf-8") if output_file else sys.stdout
+    try:
+        for job in graph.jobs():
+            out.write(f"{job._sis_id()} {job._sis_path(abspath=True)!r}\n")
+    finally:
+        if output_file:
+            out.close()
+
+
+def import_work_directory(
+    directories: str | list[str], mode: str = "dryrun", use_alias: bool = False
+) -> list[str]:
+    """Bring finished jobs of the current graph from other ``work/`` directories (``mode``: ``copy``,
+    ``symlink``, ``hardlink`` or ``dryrun``; ``use_alias``: find them through ``alias/`` links of the other
+    setup instead of their ids). Returns the job ids found."""
+    import shutil
+
+    from sisyphus.job import job_finished
+
+    if mode not in ("copy", "symlink", "hardlink", "dryrun"):
+        raise ValueError(f"import_work_directory: unknown mode {mode!r}")
+    dirs = [directories] if isinstance(directories, str) else list(directories)
+    imported: list[str] = []
+    done: set[str] = set()
+    while True:
+        jobs = [j for j in graph.jobs() if j._sis_id() not in done]
+        if not jobs:
+            return imported
+        for job in jobs:
+            done.add(job._sis_id())
+            local = job._sis_path(abspath=True)
+            if os.path.exists(local):
+                continue
+            for d in dirs:
+                if use_alias:
+                    targets = {os.path.realpath(os.path.join(d, a)) for a in job.get_aliases() or ()}
+                    targets = {t for t in targets if os.path.isdir(t)}
+                    if len(targets) != 1:
+                        continue
+                    src = targets.pop()
+                else:
+                    src = os.path.realpath(os.path.join(d, job._sis_id()))
+                if not (os.path.isdir(src) and job_finished(src)):
+                    continue
+                imported.append(job._sis_id())
+                if mode != "dryrun":
+                    os.makedirs(os.path.dirname(local), exist_ok=True)
+                    if mode == "symlink":
+                        os.symlink(src, local, target_is_directory=True)
+                    else:
+                        copy = os.link if mode == "hardlink" else shutil.copy2
+                        shutil.copytree(src, local, symlinks=True, copy_function=copy)
+                break
 
 
 class _AsyncWait:
@@ -92,12 +226,27 @@ def run(obj: Any, quiet: bool = False) -> Any:
     return obj
 
 
+async def async_gather(*args: Any) -> Any:
+    """``await tk.async_gather(a, b, …)`` in an ``async def`` config: waits for all of them, returns the
+    objects (one object if one was given)."""
+    await async_run(list(args))
+    return args[0] if len(args) == 1 else list(args)
+
+
 def uncached_path(path: Path | str) -> str:
-    return path.get_path() if isinstance(path, Path) else str(path)
+    return path.get_path() if isinstance(path, AbstractPath) else str(path)
 
 
 def running_in_worker() -> bool:
     return os.environ.get("SIS_WORKER") == "1"
+
+
+def running_in_manager() -> bool:
+    """True inside ``sis manager`` and ``sis console`` (set by the command line)."""
+    return os.environ.get("SIS_WORKER") != "1" and _in_manager
+
+
+_in_manager = False
 
 
 def load_job(path: str) -> Job:

@@ -114,8 +114,11 @@ def _touch_atomic(path: str, text: str = "") -> None:
     os.replace(tmp, path)
 
 
-def run_worker(job_dir: str, task_name: str, task_id: int, redirect_output: bool = True) -> int:
-    """Run ``task_name`` id ``task_id`` of the job in ``job_dir``; returns the exit code."""
+def run_worker(
+    job_dir: str, task_name: str, task_id: int, redirect_output: bool = True, force_resume: bool = False
+) -> int:
+    """Run ``task_name`` id ``task_id`` of the job in ``job_dir``; returns the exit code.
+    ``force_resume``: run it even if it has an error marker (which is removed), e.g. to debug a task."""
     from sisyphus.job import load_job
 
     job_dir = os.path.abspath(job_dir)
@@ -126,6 +129,8 @@ def run_worker(job_dir: str, task_name: str, task_id: int, redirect_output: bool
     if fd is None:
         print(f"{job_dir} {task_name}.{task_id} is already running in another worker", file=sys.stderr)
         return 0
+    if force_resume and os.path.exists(error):
+        os.unlink(error)
     if os.path.exists(finished) or os.path.exists(error):
         return 0  # another worker completed it while this one was starting
 
@@ -158,7 +163,14 @@ def run_worker(job_dir: str, task_name: str, task_id: int, redirect_output: bool
         task = next((t for t in job._sis_tasks() if t.name() == task_name), None)
         if task is None:
             raise ValueError(f"{job_dir}: job has no task {task_name!r}")
-        os.environ.update(job._sis_environment)
+        env = getattr(job, "_sis_environment", None)
+        if env is not None:
+            env.modify_environment()
+        from sisyphus.job_path import AbstractPath
+
+        AbstractPath.cacheing_enabled = True  # cached inputs go through gs.file_caching in tasks
+        for path in job._sis_outputs.values():
+            path.cached = False  # never the job's own outputs
         os.chdir(os.path.join(job_dir, gs.JOB_WORK_DIR))
         task.run(task_id)
     except KeyboardInterrupt:

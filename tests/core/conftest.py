@@ -16,6 +16,7 @@ def sis_project(tmp_path: Path) -> SisProject:
         """
         from sisyphus.engine import EngineSelector, LocalEngine
         WAIT_PERIOD_BETWEEN_CHECKS = 1
+        JOB_AUTO_CLEANUP = False  # most tests read logs and markers of finished jobs; see test_compat.py
         def engine():
             return EngineSelector({"short": LocalEngine(cpus=1), "long": LocalEngine(cpus=2, mem=2)}, "long")
     """,

@@ -77,6 +77,7 @@ SETTINGS = """
 from sisyphus.slurm_engine import SlurmEngine
 WAIT_PERIOD_BETWEEN_CHECKS = 1
 WAIT_PERIOD_HEARTBEAT = 1
+JOB_AUTO_CLEANUP = False  # the tests read submit logs and markers of finished jobs
 
 def engine():
     return SlurmEngine()

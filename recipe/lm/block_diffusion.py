@@ -30,6 +30,7 @@ from torch import Generator, Tensor
 
 from recipe.lm.batch import clean_padding, pad_to_multiple, valid_mask
 from recipe.lm.config import LmConfig
+from recipe.lm.dit import KVCache
 from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import NoiseRange, uniform
 
@@ -118,6 +119,59 @@ class BD3LM(MDLM):
         inputs = torch.cat((bos, xtp, x0p), dim=1)
         h = self.backbone.hidden(inputs, positions, attn, sigma=sigma, n_out=seq_len + 1)[0]
         return h[:, 1:]
+
+    def clean_kv(self, x0: torch.Tensor, lengths: torch.Tensor) -> KVCache:
+        """Per-layer keys/values [B, heads, 1 + L_p, d] of [BOS ; x_0] (x_0 padded to L_p, a multiple of
+        L'), computed as the clean half of the x_t ⊕ x_0 pass sees them: block-causal attention, sigma = 0,
+        positions 0, 1..L_p, padding keys masked.  They do not depend on the noise, so scoring computes
+        them once per sequence and runs only the x_t positions per Monte-Carlo sample
+        (``masked_nll_cached``)."""
+        x0p = pad_to_multiple(x0, self.block_size, 0)
+        padded_len = x0p.shape[1]
+        attn = block_causal_mask(padded_len, self.block_size, x0.device)
+        valid = valid_mask(lengths, padded_len)
+        if not bool(valid.all()):
+            keys = F.pad(valid, (1, 0), value=True)
+            eye = torch.eye(padded_len + 1, dtype=torch.bool, device=x0.device)
+            attn = attn & (keys[:, None, None, :] | eye)
+        sigma = (
+            torch.zeros(x0p.shape[0], padded_len + 1, device=x0.device) if self.time_conditioning else None
+        )
+        inputs = torch.cat((torch.full_like(x0p[:, :1], self.eos_id), x0p), dim=1)
+        return self.backbone.hidden(inputs, attn_mask=attn, sigma=sigma, n_out=1)[1]
+
+    def masked_nll_cached(
+        self,
+        x0: torch.Tensor,
+        lengths: torch.Tensor,
+        xt: torch.Tensor,
+        sigma_pos: torch.Tensor | None,
+        clean: KVCache,
+    ) -> torch.Tensor:
+        """``masked_nll`` with the clean half given as ``clean_kv(x0, lengths)`` (one row per row of x0):
+        only the L_p noisy positions run, their queries attending to BOS, the x_0 keys of earlier blocks
+        and the x_t keys of their own block (the rules of ``bd3_training_mask``)."""
+        seq_len = x0.shape[1]
+        xtp = pad_to_multiple(xt, self.block_size, 0)
+        padded_len = xtp.shape[1]
+        b = torch.arange(padded_len, device=x0.device) // self.block_size
+        attn = torch.cat(
+            (
+                torch.ones(padded_len, 1, dtype=torch.bool, device=x0.device),
+                b[None, :] < b[:, None],
+                b[None, :] == b[:, None],
+            ),
+            dim=1,
+        )
+        valid = valid_mask(lengths, padded_len)
+        if not bool(valid.all()):
+            keys = torch.cat((torch.ones_like(valid[:, :1]), valid, valid), dim=1)
+            eye = F.pad(torch.eye(padded_len, dtype=torch.bool, device=x0.device), (1 + padded_len, 0))
+            attn = attn & (keys[:, None, None, :] | eye)
+        sigma = None if sigma_pos is None else F.pad(sigma_pos, (0, padded_len - seq_len))
+        positions = torch.arange(1, padded_len + 1, device=x0.device)
+        h = self.backbone.hidden(xtp, positions, attn, sigma=sigma, past_kv=clean, n_out=seq_len)[0]
+        return self.nll_from_states(h, x0, lengths, xt)
 
     def draw_mask(
         self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange

@@ -25,10 +25,14 @@ between hypotheses are far less noisy than the scores themselves.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 import torch
 
 from recipe.lm.ar_lm import ARLM
 from recipe.lm.batch import check_batch, clean_padding, valid_mask
+from recipe.lm.block_diffusion import BD3LM
 from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import NoiseRange, scale_to_range, stratified_uniform, uniform
 
@@ -57,6 +61,119 @@ def conditioned_block_mask(
     return real & ((offset == first_pos) | ((offset > first_pos) & (u < p_pos)))
 
 
+NOISE_METHODS = ("independent", "shared", "aligned")
+
+
+def aligned_block_mask(u: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int) -> torch.Tensor:
+    """Bool [R, T] mask with the law of ``conditioned_block_mask``, from the position uniforms alone.
+
+    Per block with n real tokens and uniforms u_l: the minimum m = min_l u_l (at J = argmin) is moved to
+    m' = F^-1(F(m) F(p)), F(x) = 1 - (1 - x)^n (the law of the minimum conditioned on m' < p), the others
+    are mapped affinely from (m, 1) onto (m', 1) (given m they are iid U(m, 1), so afterwards iid
+    U(m', 1)), and l is masked iff u'_l < p; J is always masked.  Unlike the first-index construction,
+    a position's mask depends on its own uniform and the block minimum only, so two sequences whose
+    aligned tokens carry the same uniforms get (almost always) the same mask on them.
+    """
+    rows, seq_len = u.shape
+    n_blocks = p.shape[1]
+    pad = n_blocks * block - seq_len
+    offset = torch.arange(n_blocks * block, device=u.device).view(n_blocks, block) % block
+    real = offset[None] < counts[:, :, None]
+    ub = torch.nn.functional.pad(u.double(), (0, pad), value=2.0).view(rows, n_blocks, block)
+    ub = torch.where(real, ub, torch.full_like(ub, 2.0))
+    m, arg = ub.min(dim=2, keepdim=True)
+    n = counts.double()[:, :, None].clamp(min=1.0)
+    pp = p.double()[:, :, None]
+    f_m = -torch.expm1(n * torch.log1p(-m.clamp(max=1.0)))
+    f_p = -torch.expm1(n * torch.log1p(-pp.clamp(max=1.0)))
+    m_new = -torch.expm1(torch.log1p(-(f_m * f_p).clamp(max=1.0)) / n)
+    scaled = m_new + (ub - m) * (1.0 - m_new) / (1.0 - m).clamp(min=1e-300)
+    first = torch.zeros_like(real).scatter(2, arg, True)
+    mask = real & (first | (scaled < pp))
+    return mask.view(rows, n_blocks * block)[:, :seq_len]
+
+
+def align_to_pivot(hyp: list[int], pivot: list[int]) -> list[int]:
+    """For every token of ``hyp`` the index of its aligned token in ``pivot`` or -1 (a monotone,
+    injective alignment: equal runs and position-wise pairs inside replaced runs, from difflib)."""
+    out = [-1] * len(hyp)
+    matcher = difflib.SequenceMatcher(a=hyp, b=pivot, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag in ("equal", "replace"):
+            for k in range(min(i2 - i1, j2 - j1)):
+                out[i1 + k] = j1 + k
+    return out
+
+
+def _draws(
+    shape: tuple[int, ...], generator, device, stratified: bool, lattice: bool = False
+) -> torch.Tensor:
+    """[K, ...] U[0, 1) draws, stratified over the K samples (a Latin hypercube) if requested; with
+    ``lattice`` one offset w per trailing index is shared by all K samples, (s_k + w) / K (a randomised
+    rectangle rule over t, each sample still marginally uniform)."""
+    if stratified and lattice:
+        k = shape[0]
+        w = uniform((1, *shape[1:]), generator, device)
+        strata = torch.argsort(uniform(shape, generator, device), dim=0).to(w.dtype)
+        return (strata + w) / k
+    if stratified:
+        return stratified_uniform(shape, generator, device, shuffle=True)
+    return uniform(shape, generator, device)
+
+
+def _group_noise(
+    model: MDLM,
+    x0: torch.Tensor,
+    lengths: torch.Tensor,
+    num_samples: int,
+    noise_range: NoiseRange,
+    generator: torch.Generator | None,
+    stratified: bool,
+    noise: str,
+    lattice: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t [m, K, n_blocks(W)], mask [m, K, W]) for the m sequences of one group, drawn at the group's
+    own width W = max length (so they do not depend on the rest of the batch or its padding)."""
+    m = x0.shape[0]
+    width = int(lengths.max())
+    block = model.block_len(width)
+    n_blocks = model.num_blocks(width)
+    device = x0.device
+    beta, omega = noise_range
+    t = scale_to_range(_draws((num_samples, n_blocks), generator, device, stratified, lattice), beta, omega)
+    pad = n_blocks * block - width
+    counts = torch.nn.functional.pad(valid_mask(lengths, width).long(), (0, pad))
+    counts = counts.view(m, n_blocks, block).sum(-1)
+    if noise == "shared":
+        v = _draws((num_samples, n_blocks), generator, device, stratified)
+        u = _draws((num_samples, width), generator, device, stratified)
+        rows_counts = counts.repeat_interleave(num_samples, dim=0)
+        mask = conditioned_block_mask(u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block)
+        return t.expand(m, -1, -1), mask.view(m, num_samples, width)
+    # aligned: the first sequence of the group is the pivot; every other sequence's tokens take the
+    # pivot's uniforms where they align to it and fresh ones elsewhere; each block takes the pivot t of
+    # the block holding the pivot token aligned to its first aligned token (else of the same index).
+    u_pivot = _draws((num_samples, width), generator, device, stratified)
+    fresh = _draws((num_samples, m, width), generator, device, stratified).permute(1, 0, 2)
+    seqs = [x0[i, : int(lengths[i])].tolist() for i in range(m)]
+    positions = torch.arange(n_blocks * block, device=device)
+    u_rows, t_rows = [], []
+    for i in range(m):
+        pi = torch.tensor(align_to_pivot(seqs[i], seqs[0]) + [-1] * (width - len(seqs[i])), device=device)
+        aligned = pi >= 0
+        u_rows.append(torch.where(aligned, u_pivot[:, pi.clamp(min=0)], fresh[i]))
+        first = torch.where(torch.nn.functional.pad(aligned, (0, pad)), positions, n_blocks * block)
+        first = first.view(n_blocks, block).min(dim=1).values
+        has = first < width
+        pivot_block = torch.where(has, pi[first.clamp(max=width - 1)] // block, positions[:n_blocks])
+        t_rows.append(t[:, pivot_block])
+    t_all = torch.stack(t_rows)
+    u_all = torch.stack(u_rows).reshape(m * num_samples, width)
+    rows_counts = counts.repeat_interleave(num_samples, dim=0)
+    mask = aligned_block_mask(u_all, t_all.reshape(m * num_samples, n_blocks), rows_counts, block)
+    return t_all, mask.view(m, num_samples, width)
+
+
 @torch.no_grad()
 def nelbo_samples(
     model: MDLM,
@@ -66,13 +183,24 @@ def nelbo_samples(
     noise_range: NoiseRange = (1e-3, 1.0),
     groups: torch.Tensor | None = None,
     stratified: bool = True,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     max_rows: int = 256,
+    *,
+    noise: str = "shared",
+    lattice: bool = False,
+    cache: bool = True,
 ) -> torch.Tensor:
     """K = num_samples unbiased NELBO estimates per sequence (float64 [B, K], nats, >= 0).
 
-    groups [B] (int): sequences with the same id share all noise draws; None = independent noise per
-    sequence.  max_rows bounds the model batch (sequences x samples) per forward pass.
+    groups [B] (int): sequences with the same id share noise (``noise``: "shared" = the same t, u, v by
+    position; "aligned" = uniforms tied to tokens aligned to the group's first sequence, see
+    ``_group_noise``); None = every sequence is its own group.  Noise is drawn group by group (in
+    sorted id order) at the group's own width, from ``generator`` or, given a sequence of
+    generators, from one generator per group: then a sequence's scores depend only on its group and
+    that generator, not on the batch.  lattice: t on a randomised lattice over the K samples instead
+    of a Latin hypercube (with ``stratified``).  cache: BD3-LM computes the clean half's keys/values
+    once per sequence (``BD3LM.clean_kv``); False runs the full x_t ⊕ x_0 pass per sample (same scores
+    to float tolerance).  max_rows bounds the model batch (sequences x samples) per forward pass.
     """
     if not isinstance(model, MDLM):
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
@@ -81,6 +209,8 @@ def nelbo_samples(
     beta, omega = noise_range
     if not 0.0 < beta <= omega <= 1.0:
         raise ValueError(f"nelbo_samples: noise_range must satisfy 0 < beta <= omega <= 1, got {noise_range}")
+    if noise not in ("shared", "aligned"):
+        raise ValueError(f"nelbo_samples: noise must be 'shared' or 'aligned', got {noise!r}")
     check_batch(tokens, lengths, model.vocab_size, model.max_seq_len)
     x0 = clean_padding(tokens, lengths, 0)
     batch, seq_len = x0.shape
@@ -89,42 +219,52 @@ def nelbo_samples(
         groups = torch.arange(batch, device=device)
     if groups.shape != (batch,):
         raise ValueError(f"nelbo_samples: groups must have shape [{batch}], got {tuple(groups.shape)}")
-    _, group_index = torch.unique(groups, return_inverse=True)
-    n_groups = int(group_index.max()) + 1
+    group_ids, group_index = torch.unique(groups, return_inverse=True)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        if len(generator) != len(group_ids):
+            raise ValueError(f"nelbo_samples: {len(generator)} generators for {len(group_ids)} groups")
     block = model.block_len(seq_len)
     n_blocks = model.num_blocks(seq_len)
 
-    def draw(width: int) -> torch.Tensor:
-        """[n_groups, K, width] draws, stratified over the K samples (Latin hypercube) if requested."""
-        shape = (num_samples, n_groups, width)
-        if stratified:
-            return stratified_uniform(shape, generator, device, shuffle=True).permute(1, 0, 2)
-        return uniform(shape, generator, device).permute(1, 0, 2)
-
-    t = scale_to_range(draw(n_blocks), beta, omega)
-    v = draw(n_blocks)
-    u = draw(seq_len)
-
-    rows_t = t[group_index].reshape(batch * num_samples, n_blocks)
-    rows_v = v[group_index].reshape(batch * num_samples, n_blocks)
-    rows_u = u[group_index].reshape(batch * num_samples, seq_len)
+    rows_t = torch.ones(batch, num_samples, n_blocks, dtype=torch.float32, device=device)
+    rows_mask = torch.zeros(batch, num_samples, seq_len, dtype=torch.bool, device=device)
+    for g in range(len(group_ids)):
+        members = (group_index == g).nonzero()[:, 0]
+        gen = generator if generator is None or isinstance(generator, torch.Generator) else generator[g]
+        t, mask = _group_noise(
+            model, x0[members], lengths[members], num_samples, noise_range, gen, stratified, noise, lattice
+        )
+        rows_t[members, :, : t.shape[2]] = t.float()
+        rows_mask[members, :, : mask.shape[2]] = mask
+    rows_t = rows_t.view(batch * num_samples, n_blocks)
+    rows_mask = rows_mask.view(batch * num_samples, seq_len)
     rows_x0 = x0.repeat_interleave(num_samples, dim=0)
     rows_len = lengths.repeat_interleave(num_samples, dim=0)
     pad = n_blocks * block - seq_len
     counts = torch.nn.functional.pad(valid_mask(rows_len, seq_len).long(), (0, pad))
     counts = counts.view(-1, n_blocks, block).sum(-1)
+    use_cache = cache and isinstance(model, BD3LM)
 
     was_training = model.training
     model.eval()
     out = torch.empty(batch * num_samples, dtype=torch.float64, device=device)
     try:
+        clean = None
         for start in range(0, batch * num_samples, max_rows):
             sl = slice(start, start + max_rows)
-            mask = conditioned_block_mask(rows_u[sl], rows_v[sl], rows_t[sl], counts[sl], block)
-            xt = torch.where(mask, model.mask_id, rows_x0[sl])
+            xt = torch.where(rows_mask[sl], model.mask_id, rows_x0[sl])
             t_pos = model.expand_t(rows_t[sl], seq_len)
             sigma = model.schedule.sigma_from_move_chance(t_pos) if model.time_conditioning else None
-            nll = model.masked_nll(rows_x0[sl], rows_len[sl], xt, sigma).double()
+            if use_cache:
+                seqs = torch.arange(batch * num_samples, device=device)[sl] // num_samples
+                first, last = int(seqs[0]), int(seqs[-1])
+                if clean is None or first < clean[0] or last >= clean[1]:
+                    stop = min(batch, last + 1 + max_rows // num_samples)
+                    clean = (first, stop, model.clean_kv(x0[first:stop], lengths[first:stop]))
+                kv = [(k[seqs - clean[0]], v[seqs - clean[0]]) for k, v in clean[2]]
+                nll = model.masked_nll_cached(rows_x0[sl], rows_len[sl], xt, sigma, kv).double()
+            else:
+                nll = model.masked_nll(rows_x0[sl], rows_len[sl], xt, sigma).double()
             t_b = rows_t[sl].double()
             weight = (1.0 - (1.0 - t_b) ** counts[sl].double()) / t_b
             out[sl] = (model.expand_t(weight, seq_len) * nll).sum(dim=1)
@@ -143,14 +283,19 @@ def sequence_log_likelihood(
     shared_noise: bool = False,
     groups: torch.Tensor | None = None,
     stratified: bool = True,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     max_rows: int = 256,
+    *,
+    noise: str | None = None,
+    lattice: bool = False,
+    cache: bool = True,
 ) -> torch.Tensor:
     """Score per sequence, float64 [B], higher is better: exact log p(x) for the AR LM, else the mean
     of ``nelbo_samples`` negated (-NELBO <= log p(x)).  All ``lengths`` positions (EOS included) count.
 
-    shared_noise: hypotheses with equal ``groups`` id share the noise (groups None: the whole batch is
-    one group); without it every sequence gets its own noise.  The diffusion options are ignored for AR.
+    noise: "independent" (every sequence its own noise), "shared" or "aligned" (hypotheses with equal
+    ``groups`` id share noise; groups None: the whole batch is one group); None = "shared" if
+    ``shared_noise`` else "independent".  The diffusion options are ignored for AR.
     """
     if isinstance(model, ARLM):
         was_training = model.training
@@ -159,11 +304,26 @@ def sequence_log_likelihood(
             return model.sequence_log_prob(tokens, lengths).double()
         finally:
             model.train(was_training)
-    if shared_noise and groups is None:
-        groups = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
-    if not shared_noise:
+    if noise is None:
+        noise = "shared" if shared_noise else "independent"
+    if noise not in NOISE_METHODS:
+        raise ValueError(f"sequence_log_likelihood: noise must be one of {NOISE_METHODS}, got {noise!r}")
+    if noise == "independent":
         groups = None
+    elif groups is None:
+        groups = torch.zeros(tokens.shape[0], dtype=torch.long, device=tokens.device)
     samples = nelbo_samples(
-        model, tokens, lengths, num_samples, noise_range, groups, stratified, generator, max_rows
+        model,
+        tokens,
+        lengths,
+        num_samples,
+        noise_range,
+        groups,
+        stratified,
+        generator,
+        max_rows,
+        noise="shared" if noise == "independent" else noise,
+        lattice=lattice,
+        cache=cache,
     )
     return -samples.mean(dim=1)

@@ -130,7 +130,12 @@ class MDLM(CheckedLoadMixin):
         """-log x_theta(x_t)_l[x0_l] (float32 [B, T]) at masked real positions, 0 elsewhere (SUBS).
 
         sigma_pos [B, T]: noise level per position, given iff time conditioning is on."""
-        h = self._states(x0, lengths, xt, sigma_pos)
+        return self.nll_from_states(self._states(x0, lengths, xt, sigma_pos), x0, lengths, xt)
+
+    def nll_from_states(
+        self, h: torch.Tensor, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor
+    ) -> torch.Tensor:
+        """``masked_nll`` from the backbone states h [B, T, H] of x_t (logits only at masked positions)."""
         masked = (xt == self.mask_id) & valid_mask(lengths, xt.shape[1])
         logits = self.backbone.logits(h[masked]).float()
         nll = torch.zeros(xt.shape, dtype=torch.float32, device=xt.device)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from config.pipeline import lm_returnn_config, train_lm
-from jobs.asr import ApplyScoreCombinationJob, DemoNBestJob, TuneScoreCombinationJob
+from jobs.asr import (
+    ApplyLmCombinationJob,
+    ApplyScoreCombinationJob,
+    DemoNBestJob,
+    ScliteJob,
+    SearchOutputToCtmJob,
+    TextDictToStmJob,
+    TuneLmCombinationJob,
+    TuneScoreCombinationJob,
+)
 from jobs.corpus import KjvCorpusJob, SplitCorpusJob
 from jobs.diffusion import GenerativePerplexityJob, SampleLmJob, SearchNoiseRangeJob
 from jobs.lm_eval import ComputePerplexityJob, RescoreNBestJob
@@ -192,10 +201,17 @@ def evaluate(data: dict, models: dict, setup: Setup) -> dict:
     return results
 
 
-def rescoring(data: dict, models: dict, setup: Setup) -> dict:
+# LM combinations rescored together (first pass + Σ_k λ_k·LM_k + β·words), when all their LMs are trained
+LM_COMBINATIONS: tuple[tuple[str, ...], ...] = (("ar", "bd3lm_4"), ("ar", "mdlm"))
+
+
+def rescoring(data: dict, models: dict, setup: Setup) -> tuple[dict, dict]:
     """Real n-best lists (espeak-ng + pocketsphinx with a trigram LM on the training text) rescored
-    with each LM; λ (LM scale) and β (length reward) tuned on dev, applied to test."""
-    nbest, refs = {}, {}
+    with each LM and with the ``LM_COMBINATIONS``; the scales (λ per LM, β length reward) tuned on dev
+    only, applied to test; every system's dev/test output also scored by NIST sclite (reports in
+    ``output/asr/<system>/<part>_sclite/``). Returns ({system: {part: WER}}, {system: {"trace": dev
+    search trace, "dev_sclite"/"test_sclite": sclite WER}})."""
+    nbest, refs, stm = {}, {}, {}
     for part in ("dev", "test"):
         job = DemoNBestJob(
             data[f"{part}_text_dict"],
@@ -206,7 +222,13 @@ def rescoring(data: dict, models: dict, setup: Setup) -> dict:
         job.add_alias(f"asr/{part}_nbest")
         tk.register_output(f"asr/{part}_nbest.py.gz", job.out_nbest)
         nbest[part], refs[part] = job.out_nbest, job.out_references
+        stm_job = TextDictToStmJob(job.out_references)
+        stm_job.add_alias(f"asr/{part}_stm")
+        stm[part] = stm_job.out_stm
     wers: dict[str, dict] = {}
+    details: dict[str, dict] = {}
+    outputs: dict[str, dict] = {"first pass": dict(nbest)}
+    lm_scores: dict[str, dict] = {}
     for name, (config, checkpoint) in models.items():
         scores = {}
         for part in ("dev", "test"):
@@ -215,6 +237,7 @@ def rescoring(data: dict, models: dict, setup: Setup) -> dict:
             )
             job.add_alias(f"asr/{name}/{part}_lm_scores")
             scores[part] = job.out_lm_scores
+        lm_scores[name] = scores
         tune = TuneScoreCombinationJob(nbest["dev"], scores["dev"], refs["dev"])
         tune.add_alias(f"asr/{name}/tune")
         applied = {}
@@ -227,7 +250,40 @@ def rescoring(data: dict, models: dict, setup: Setup) -> dict:
         wers.setdefault("first pass", {p: applied[p].out_first_pass_wer for p in applied})
         wers.setdefault("oracle", {p: applied[p].out_oracle_wer for p in applied})
         wers[f"+ {name}"] = {p: applied[p].out_wer for p in applied}
-    return wers
+        outputs[f"+ {name}"] = {p: applied[p].out_search_results for p in applied}
+    for combination in LM_COMBINATIONS:
+        if not all(name in models for name in combination):
+            continue
+        system, alias = "+ " + " + ".join(combination), "asr/" + "+".join(combination)
+        tune = TuneLmCombinationJob(
+            nbest["dev"], [lm_scores[n]["dev"] for n in combination], refs["dev"], names=combination
+        )
+        tune.add_alias(f"{alias}/tune")
+        tk.register_output(f"{alias}/tune_trace.txt", tune.out_trace)
+        applied = {}
+        for part in ("dev", "test"):
+            job = ApplyLmCombinationJob(
+                nbest[part],
+                [lm_scores[n][part] for n in combination],
+                refs[part],
+                tune.out_lm_scales,
+                tune.out_length_scale,
+            )
+            job.add_alias(f"{alias}/{part}_rescored")
+            applied[part] = job
+        wers[system] = {p: applied[p].out_wer for p in applied}
+        outputs[system] = {p: applied[p].out_search_results for p in applied}
+        details[system] = {"trace": tune.out_trace}
+    for system, parts in outputs.items():
+        directory = "asr/first_pass" if system == "first pass" else "asr/" + "+".join(system[2:].split(" + "))
+        for part, hypotheses in parts.items():
+            ctm = SearchOutputToCtmJob(hypotheses)
+            ctm.add_alias(f"{directory}/{part}_ctm")
+            sclite = ScliteJob(stm[part], ctm.out_ctm)
+            sclite.add_alias(f"{directory}/{part}_sclite")
+            tk.register_output(f"{directory}/{part}_sclite", sclite.out_report_dir)
+            details.setdefault(system, {})[f"{part}_sclite"] = sclite.out_wer
+    return wers, details
 
 
 def run_experiment(setup: Setup) -> None:
@@ -235,15 +291,18 @@ def run_experiment(setup: Setup) -> None:
     data = kjv_data(setup)
     models, learning_rates = train_models(data, setup)
     perplexities = evaluate(data, models, setup)
-    wers = rescoring(data, models, setup)
+    wers, rescoring_details = rescoring(data, models, setup)
     report = ExperimentReportJob(
         perplexities,
         wers,
         learning_rates,
+        rescoring_details=rescoring_details,
         notes=(
             "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
             "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
-            f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev).",
+            f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev; several"
+            " LMs: first pass + Σ λ_k·LM_k + β·words, tuned on dev by coordinate descent). sclite: NIST"
+            " sclite's WER of the same outputs (reports in output/asr/<system>/<part>_sclite/).",
         ),
     )
     report.add_alias("report")

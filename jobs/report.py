@@ -14,8 +14,12 @@ class ExperimentReportJob(Job):
 
     ``perplexities``: {model: {"test_ppl": Variable, "test_nats_per_token": Variable, "gen_ppl_under_ar": Variable}};
     ``wers``: {system: {"dev": Variable, "test": Variable}}; ``learning_rates``: {model: [RETURNN
-    learning-rate file of each training stage]}; ``notes``: extra markdown lines.
+    learning-rate file of each training stage]}; ``notes``: extra markdown lines; ``rescoring_details``:
+    {system: {"trace": dev search trace file of a multi-LM combination, "dev_sclite"/"test_sclite": NIST
+    sclite WER Variables}} (tables of sclite WERs and the search traces; not hashed when absent).
     """
+
+    __sis_hash_exclude__ = {"rescoring_details": None}
 
     def __init__(
         self,
@@ -23,11 +27,13 @@ class ExperimentReportJob(Job):
         wers: dict[str, dict[str, Any]],
         learning_rates: dict[str, list[tk.Path]],
         notes: tuple[str, ...] = (),
+        rescoring_details: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.perplexities = perplexities
         self.wers = wers
         self.learning_rates = learning_rates
         self.notes = notes
+        self.rescoring_details = rescoring_details
         self.out_report = self.output_path("report.md")
         self.out_plot = self.output_path("report.png")
 
@@ -35,7 +41,7 @@ class ExperimentReportJob(Job):
         yield Task("run", mini_task=True)
 
     def run(self) -> None:
-        from recipe.report import perplexity_section, plot_report, wer_section
+        from recipe.report import perplexity_section, plot_report, rescoring_details_section, wer_section
 
         ppl, wers, lrs = (
             instanciate_paths(self.perplexities),
@@ -51,6 +57,8 @@ class ExperimentReportJob(Job):
             wer_section(wers),
             "",
         ]
+        if self.rescoring_details:
+            text += [rescoring_details_section(instanciate_paths(self.rescoring_details)), ""]
         text += [*self.notes, "", "![report](report.png)", ""]
         with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
             f.write("\n".join(text))

@@ -40,6 +40,24 @@ def wer_section(wers: Mapping[str, Mapping[str, Any]]) -> str:
     return "## ASR n-best rescoring (WER %)\n\n" + markdown_table(["system", *parts], rows)
 
 
+def rescoring_details_section(details: Mapping[str, Mapping[str, Any]]) -> str:
+    """NIST sclite's WERs per system (``details[system]["dev_sclite"/"test_sclite"]``) and the dev search
+    traces of the multi-LM combinations (``details[system]["trace"]``: a file)."""
+    parts = [p for p in ("dev", "test") if any(f"{p}_sclite" in d for d in details.values())]
+    rows = [[system, *(d.get(f"{p}_sclite") for p in parts)] for system, d in details.items()]
+    lines = [
+        "## NIST sclite (WER %, same outputs; reports in output/asr/<system>/<part>_sclite/)",
+        "",
+        markdown_table(["system", *parts], rows),
+    ]
+    for system, d in details.items():
+        if d.get("trace"):
+            with open(d["trace"], encoding="utf-8") as f:
+                trace = f.read().rstrip("\n")
+            lines += ["", f"### Tuning on dev: {system}", "", "```", trace, "```"]
+    return "\n".join(lines)
+
+
 def plot_report(
     perplexities: Mapping[str, Mapping[str, Any]],
     learning_rates: Mapping[str, Sequence[str]],

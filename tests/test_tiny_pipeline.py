@@ -19,6 +19,7 @@ from tests.edit_distance import corpus_wer, edit_distance
 from tests.pipeline_run import REPO, run_manager_to_completion
 
 MODELS = ("ar", "mdlm", "bd3lm_4", "bd3lm_16")
+COMBINATIONS = (("ar", "bd3lm_4"), ("ar", "mdlm"))  # config/exp.py LM_COMBINATIONS
 VOCAB_SIZE = 300  # config/tiny.py
 
 
@@ -89,7 +90,10 @@ def check_perplexities(root: Path, report: str) -> None:
 
 def check_wers(root: Path, report: str) -> None:
     table = _table(report, "## ASR n-best rescoring")
-    assert list(table) == ["first pass", "oracle", *(f"+ {m}" for m in MODELS)], report
+    combined = ["+ " + " + ".join(c) for c in COMBINATIONS]
+    assert list(table) == ["first pass", "oracle", *(f"+ {m}" for m in MODELS), *combined], report
+    sclite_table = _table(report, "## NIST sclite")
+    assert list(sclite_table) == ["first pass", *(f"+ {m}" for m in MODELS), *combined], report
     for col, part in enumerate(("dev", "test")):
         nbest = _literal(root / "alias" / "asr" / f"{part}_nbest" / "output" / "nbest.py.gz")
         refs = _literal(root / "alias" / "asr" / f"{part}_nbest" / "output" / "references.py.gz")
@@ -106,6 +110,33 @@ def check_wers(root: Path, report: str) -> None:
         assert 0.0 <= oracle <= first_pass <= 100.0, part
         assert float(table["first pass"][col]) == pytest.approx(first_pass, abs=0.005)
         assert float(table["oracle"][col]) == pytest.approx(oracle, abs=0.005)
+        for system, directory in (
+            [("first pass", "first_pass")]
+            + [(f"+ {m}", m) for m in MODELS]
+            + [("+ " + " + ".join(c), "+".join(c)) for c in COMBINATIONS]
+        ):
+            # NIST sclite scored the same output: its reports are in output/, and it never counts fewer
+            # errors than our minimum edit distance (its alignment minimises 4/3/3-weighted errors)
+            reports = root / "output" / "asr" / directory / f"{part}_sclite"
+            assert all((reports / f"sclite.{ext}").exists() for ext in ("sys", "pra", "dtl")), reports
+            sclite_wer = _var(root, f"asr/{directory}/{part}_sclite", "wer")
+            ours = first_pass if system == "first pass" else float(table[system][col])
+            assert sclite_wer >= ours - 0.005, (system, part)
+            assert float(sclite_table[system][col]) == pytest.approx(sclite_wer, abs=0.005)
+        for combination in COMBINATIONS:
+            alias = "asr/" + "+".join(combination)
+            wer = _var(root, f"{alias}/{part}_rescored", "wer")
+            assert float(table["+ " + " + ".join(combination)][col]) == pytest.approx(wer, abs=0.005)
+            best = _literal(root / "alias" / alias / f"{part}_rescored" / "output" / "search_results.py.gz")
+            assert wer == pytest.approx(corpus_wer(refs, best), abs=1e-9)
+            assert oracle <= wer <= 100.0, (combination, part)
+            if part == "dev":
+                # coordinate descent starts at the first pass and its first block is the grid of the first LM
+                assert wer <= _var(root, f"asr/{combination[0]}/{part}_rescored", "wer") <= first_pass
+                assert _var(root, f"{alias}/tune", "wer") == pytest.approx(wer, abs=1e-9)
+                trace = (root / "output" / alias / "tune_trace.txt").read_text()
+                assert trace.startswith("method: coordinate descent") and "chosen:" in trace
+                assert f"### Tuning on dev: + {' + '.join(combination)}" in report
         for name in MODELS:
             applied = f"asr/{name}/{part}_rescored"
             assert _var(root, applied, "first_pass_wer") == pytest.approx(first_pass, abs=1e-9)

@@ -135,8 +135,12 @@ class Manager:
             return False
         sub = TaskCall(call.job_id, call.job_dir, call.task_name, ids, call.rqmt, call.command)
         info = self.engine.submit(sub)
+        # the real Sisyphus' format, a Python literal per submission: (ids, rqmt + engine info)
+        record = {**call.rqmt, "engine_info": info, "engine_name": info.split(" ", 1)[0]}
+        record["completed_fraction"] = job.completed_fraction()
+        record["submitted"] = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(task.path("submit_log"), "a", encoding="utf-8") as f:
-            f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} ids={ids} rqmt={call.rqmt} engine={info}\n")
+            f.write(f"{(ids, record)!r}\n")
         for i in ids:  # a resubmitted task starts over: old markers of an interrupted run go
             stale = task.path("usage", i)
             if os.path.exists(stale):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import glob
 import os
 from collections import defaultdict
@@ -114,7 +115,7 @@ def test_parallel_runs_chunks_of_args_in_one_submission(sis_project):
     assert markers == ["finished.run.1", "finished.run.2"]
     # both ids went to the engine together, as one submission, and it started one process each
     submits = _lines(os.path.join(job_dir, "submit_log.run"))
-    assert len(submits) == 1 and " ids=[1, 2] " in submits[0]
+    assert len(submits) == 1 and ast.literal_eval(submits[0])[0] == [1, 2]
     engine_logs = sorted(os.listdir(os.path.join(job_dir, "engine")))
     assert [f for f in engine_logs if f.startswith("run.")] == ["run.1.local.log", "run.2.local.log"]
 
@@ -132,7 +133,7 @@ def test_without_parallel_every_arg_is_a_task_id(sis_project):
     markers = sorted(os.path.basename(p) for p in glob.glob(os.path.join(job_dir, "finished.run.*")))
     assert markers == ["finished.run.1", "finished.run.2", "finished.run.3"]
     submits = _lines(os.path.join(job_dir, "submit_log.run"))
-    assert len(submits) == 1 and " ids=[1, 2, 3] " in submits[0]
+    assert len(submits) == 1 and ast.literal_eval(submits[0])[0] == [1, 2, 3]
 
 
 # --- continuable and invalid values -------------------------------------------------------------

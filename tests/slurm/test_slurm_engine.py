@@ -71,7 +71,7 @@ def test_graph_runs_every_task_through_sbatch(slurm_project):
     all_ids = []
     for log in submit_logs:
         lines = Path(log).read_text().splitlines()
-        assert len(lines) == 1 and re.search(r"engine=slurm job_id=\d+ ", lines[0]), lines
+        assert len(lines) == 1 and re.search(r"'engine_info': 'slurm job_id=\d+ ", lines[0]), lines
         all_ids += _slurm_ids(Path(log).parent, Path(log).name.split(".", 1)[1])
         assert glob.glob(os.path.join(os.path.dirname(log), "engine", "*.slurm-*.log"))
     assert len(set(all_ids)) == 6

@@ -35,5 +35,5 @@ def test_tiny_experiment_through_slurm(tmp_path: Path, slurm_cluster):
     for log in submit_logs:
         lines = Path(log).read_text().splitlines()
         assert len(lines) == 1, (log, lines)
-        ids += [int(i) for i in re.findall(r"engine=slurm job_id=(\d+) ", lines[0])]
+        ids += [int(i) for i in re.findall(r"'engine_info': 'slurm job_id=(\d+) ", lines[0])]
     assert len(ids) == len(set(ids)) == len(submit_logs)

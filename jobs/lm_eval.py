@@ -20,6 +20,9 @@ from sisyphus import Job, Task, tk
 
 FULL_NOISE_RANGE = (1e-3, 1.0)
 
+# Arguments added after job ids were pinned: left out of the hash at their default, so ids stay.
+HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {"noise": None, "lattice": False}
+
 FORWARD_EPILOG = """
 import sys
 sys.path.insert(0, {project_root!r})
@@ -136,7 +139,12 @@ class RescoreNBestJob(Job):
 
     Diffusion LMs: Monte-Carlo −NELBO with ``sampling_number`` samples; all hypotheses of one utterance
     are scored in one batch, with ``shared_noise`` under the same noise draws and ``stratified`` t/mask
-    uniforms. AR LM: exact log-probability. Output ``out_lm_scores``: ``{tag: [(lm_score, text), ...]}``
+    uniforms. ``noise`` (default None: "shared" if ``shared_noise`` else "independent") selects how the
+    hypotheses of an utterance share noise: "shared" (by position), "aligned" (uniforms tied to the
+    tokens aligned to the first hypothesis, see ``recipe.lm.likelihood``) or "independent"; ``lattice``
+    draws t on a randomised lattice over the samples. Each utterance's noise is seeded from ``seed`` and
+    its tag, so a subset, another order or a resumed run gives the same scores. AR LM: exact
+    log-probability. Output ``out_lm_scores``: ``{tag: [(lm_score, text), ...]}``
     in the input order (gzipped); ``out_report``: what was found in the input (characters the
     SentencePiece model cannot encode, empty hypotheses). Finished utterances are checkpointed in the
     work directory, so a rerun after a crash scores only the rest.
@@ -154,6 +162,8 @@ class RescoreNBestJob(Job):
         stratified: bool = True,
         seed: int = 0,
         noise_range: tuple[float, float] = FULL_NOISE_RANGE,
+        noise: str | None = None,
+        lattice: bool = False,
         batch_size: int = 100000,
         device: str = "auto",
         cpu_rqmt: int = 1,
@@ -170,7 +180,13 @@ class RescoreNBestJob(Job):
             "stratified": stratified,
             "seed": seed,
             "noise_range": noise_range,
+            "noise": noise,
+            "lattice": lattice,
         }
+        if noise not in (None, "independent", "shared", "aligned"):
+            raise ValueError(
+                f"RescoreNBestJob: noise must be None, 'independent', 'shared' or 'aligned', got {noise!r}"
+            )
         self.batch_size = batch_size
         self.device = device
         self.rqmt = {"cpu": cpu_rqmt, "mem": mem_rqmt, "time": time_rqmt, "gpu": 1 if device == "gpu" else 0}
@@ -184,7 +200,9 @@ class RescoreNBestJob(Job):
             {
                 k: v
                 for k, v in parsed_args.items()
-                if not k.endswith("_rqmt") and k not in ("device", "batch_size")
+                if not k.endswith("_rqmt")
+                and k not in ("device", "batch_size")
+                and not (k in HASH_EXCLUDED_DEFAULTS and v == HASH_EXCLUDED_DEFAULTS[k])
             }
         )
 

@@ -1,7 +1,7 @@
 """RETURNN forward pass that scores sequences with an LM (perplexity and n-best rescoring).
 
 The RETURNN config defines ``lm_config`` (``LmConfig.as_dict()``) and ``scoring`` =
-``{"num_samples", "noise_range", "shared_noise", "stratified", "seed", "output"}``, loads the checkpoint
+``{"num_samples", "noise_range", "shared_noise", "noise", "lattice", "stratified", "seed", "output"}``, loads the checkpoint
 with RETURNN's ``load`` (through the model's ``load_state_dict``, as every load in this project), and
 imports ``get_model`` (``recipe.returnn_glue.train_step``), ``forward_step`` and ``forward_callback`` from
 here. Two data layouts:
@@ -16,10 +16,16 @@ here. Two data layouts:
 Scores are ``recipe.lm.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
 −NELBO for diffusion LMs (nats, EOS included). Lines are flushed one by one, so a run that dies keeps
 every finished utterance.
+
+The Monte-Carlo noise of each sequence (perplexity) or n-best group (rescoring) comes from its own
+generator, seeded from (``seed``, sequence tag) (``tag_generator``), and is drawn at the sequence's or
+group's own length: a score does not depend on which sequences the process scored before, on the
+batch it was in or on its padding, so any subset, order or resumed run gives the same scores.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -28,8 +34,6 @@ import torch
 from recipe.lm.build import use_averaged_weights
 from recipe.lm.likelihood import sequence_log_likelihood
 
-_GENERATOR: dict[str, torch.Generator] = {}
-
 
 def _scoring() -> dict[str, Any]:
     from returnn.config import get_global_config
@@ -37,11 +41,15 @@ def _scoring() -> dict[str, Any]:
     return get_global_config().typed_value("scoring")
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    key = str(device)
-    if key not in _GENERATOR:
-        _GENERATOR[key] = torch.Generator(device=device).manual_seed(seed)
-    return _GENERATOR[key]
+def tag_seed(seed: int, tag: str) -> int:
+    """A 63-bit seed from the job seed and a sequence tag (SHA-256, stable across processes/platforms)."""
+    digest = hashlib.sha256(f"{int(seed)}\0{tag}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def tag_generator(device: torch.device, seed: int, tag: str) -> torch.Generator:
+    """The generator of one sequence's (or n-best group's) noise."""
+    return torch.Generator(device=device).manual_seed(tag_seed(seed, tag))
 
 
 def unflatten_hypotheses(flat: torch.Tensor, seq_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,18 +64,36 @@ def unflatten_hypotheses(flat: torch.Tensor, seq_lens: torch.Tensor) -> tuple[to
     return tokens, seq_lens.long()
 
 
-def _score(model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, shared: bool) -> torch.Tensor:
+def _score(
+    model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, tags: list[str], group: bool
+) -> torch.Tensor:
+    """group: all rows are the hypotheses of one utterance (tags[0]) and share its noise (``noise``
+    option, default "shared" unless ``shared_noise`` is off); else every row is its own sequence."""
     opts = _scoring()
+    seed = int(opts.get("seed", 0))
+    if group:
+        noise = opts.get("noise") or ("shared" if opts.get("shared_noise", True) else "independent")
+        generator: Any = tag_generator(tokens.device, seed, tags[0])
+        if noise == "independent":  # one generator per hypothesis, from the tag and its index
+            generator = [tag_generator(tokens.device, seed, f"{tags[0]}#{i}") for i in range(len(tokens))]
+    else:
+        noise, generator = "independent", [tag_generator(tokens.device, seed, tag) for tag in tags]
     return sequence_log_likelihood(
         model,
         tokens,
         lengths,
         num_samples=int(opts.get("num_samples", 10)),
         noise_range=tuple(opts.get("noise_range", (1e-3, 1.0))),
-        shared_noise=shared and bool(opts.get("shared_noise", True)),
+        noise=noise,
+        lattice=bool(opts.get("lattice", False)),
         stratified=bool(opts.get("stratified", True)),
-        generator=_generator(tokens.device, int(opts.get("seed", 0))),
+        generator=generator,
     )
+
+
+def _tags(extern_data: Any, batch: int) -> list[str]:
+    raw = extern_data["seq_tag"].raw_tensor
+    return [str(raw[b]) for b in range(batch)]
 
 
 @torch.no_grad()
@@ -86,16 +112,17 @@ def forward_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
         lens_raw = seq_lens.raw_tensor.long()
         num_hyps = seq_lens.dims[1].dyn_size_ext.raw_tensor
         out = torch.zeros(lens_raw.shape, dtype=torch.float64, device=flat_raw.device)
+        tags = _tags(extern_data, flat_raw.shape[0])
         for b in range(flat_raw.shape[0]):
             n = int(num_hyps[b])
             tokens, lengths = unflatten_hypotheses(flat_raw[b, : int(flat_len[b])], lens_raw[b, :n])
-            out[b, :n] = _score(model, tokens, lengths, shared=True)
+            out[b, :n] = _score(model, tokens, lengths, [tags[b]], group=True)
         ctx.mark_as_output(out, "lm_scores", dims=[seq_lens.dims[0], seq_lens.dims[1]])
         return
     data = extern_data["data"]
     tokens = data.raw_tensor.long()
     lengths = data.dims[1].dyn_size_ext.raw_tensor.to(tokens.device).long()
-    scores = _score(model, tokens, lengths, shared=False)
+    scores = _score(model, tokens, lengths, _tags(extern_data, tokens.shape[0]), group=False)
     ctx.mark_as_output(scores, "score", dims=[data.dims[0]])
     ctx.mark_as_output(lengths, "num_tokens", dims=[data.dims[0]])
 

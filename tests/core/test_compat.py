@@ -291,3 +291,14 @@ def test_register_callback_and_export(fresh_graph, tmp_path):
     assert len(calls) == 1
     tk.dump({"a": tk.Path("p")}, str(tmp_path / "d" / "obj.gz"))
     assert tk.load_file(str(tmp_path / "d" / "obj.gz"))["a"].get_path() == tk.Path("p").get_path()
+
+
+def test_unreadable_job_save_names_the_cause(tmp_path, fresh_graph):
+    from sisyphus.job import ForeignJobSave, load_job
+
+    job_dir = tmp_path / "work" / "x" / "Job.abc"
+    job_dir.mkdir(parents=True)
+    with gzip.open(job_dir / "job.save", "wb") as f:
+        f.write(b"csisyphus.block\nBlock\n)\x81.")  # a class of the real Sisyphus that this core lacks
+    with pytest.raises(ForeignJobSave, match=r"sisyphus\.block.*another workflow core"):
+        load_job(str(job_dir))

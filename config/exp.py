@@ -283,7 +283,7 @@ def rescoring(data: dict, models: dict, setup: Setup) -> tuple[dict, dict]:
             sclite.add_alias(f"{directory}/{part}_sclite")
             tk.register_output(f"{directory}/{part}_sclite", sclite.out_report_dir)
             details.setdefault(system, {})[f"{part}_sclite"] = sclite.out_wer
-    return wers, details
+    return wers, {system: details[system] for system in outputs}  # in the WER table's order
 
 
 def run_experiment(setup: Setup) -> None:

@@ -140,38 +140,37 @@ class BD3LM(MDLM):
         inputs = torch.cat((torch.full_like(x0p[:, :1], self.eos_id), x0p), dim=1)
         return self.backbone.hidden(inputs, attn_mask=attn, sigma=sigma, n_out=1)[1]
 
-    def masked_nll_cached(
+    def block_nll_cached(
         self,
-        x0: torch.Tensor,
-        lengths: torch.Tensor,
-        xt: torch.Tensor,
-        sigma_pos: torch.Tensor | None,
+        xt_block: torch.Tensor,
+        x0_block: torch.Tensor,
+        block_index: torch.Tensor,
+        count: torch.Tensor,
+        sigma: torch.Tensor | None,
         clean: KVCache,
     ) -> torch.Tensor:
-        """``masked_nll`` with the clean half given as ``clean_kv(x0, lengths)`` (one row per row of x0):
-        only the L_p noisy positions run, their queries attending to BOS, the x_0 keys of earlier blocks
-        and the x_t keys of their own block (the rules of ``bd3_training_mask``)."""
-        seq_len = x0.shape[1]
-        xtp = pad_to_multiple(xt, self.block_size, 0)
-        padded_len = xtp.shape[1]
-        b = torch.arange(padded_len, device=x0.device) // self.block_size
-        attn = torch.cat(
-            (
-                torch.ones(padded_len, 1, dtype=torch.bool, device=x0.device),
-                b[None, :] < b[:, None],
-                b[None, :] == b[:, None],
-            ),
-            dim=1,
+        """Sum of -log x_theta(x_t)_l[x0_l] over the masked real positions of single blocks (float64 [U]).
+
+        Unit u is block ``block_index[u]`` of one noisy sequence: its x_t tokens xt_block [U, L'], clean
+        tokens x0_block [U, L'], ``count[u]`` real tokens, noise level sigma [U] (time conditioning) and
+        the clean keys/values ``clean`` ([U, heads, P, d] per layer, from ``clean_kv`` of its sequence,
+        P >= 1 + block_index * L').  Its queries attend to BOS, the clean keys of the earlier blocks and
+        the block's own real x_t keys: exactly what block b's x_t positions see in the x_t + x_0 pass,
+        whose outputs in block b depend on nothing else."""
+        units, size = xt_block.shape
+        past = clean[0][0].shape[2]
+        offset = torch.arange(size, device=xt_block.device)
+        pos = torch.arange(past - 1, device=xt_block.device) // size
+        clean_keys = F.pad(pos[None, :] < block_index[:, None], (1, 0), value=True)
+        own_keys = (offset[None, :] < count[:, None])[:, None, :] | torch.eye(
+            size, dtype=torch.bool, device=xt_block.device
         )
-        valid = valid_mask(lengths, padded_len)
-        if not bool(valid.all()):
-            keys = torch.cat((torch.ones_like(valid[:, :1]), valid, valid), dim=1)
-            eye = F.pad(torch.eye(padded_len, dtype=torch.bool, device=x0.device), (1 + padded_len, 0))
-            attn = attn & (keys[:, None, None, :] | eye)
-        sigma = None if sigma_pos is None else F.pad(sigma_pos, (0, padded_len - seq_len))
-        positions = torch.arange(1, padded_len + 1, device=x0.device)
-        h = self.backbone.hidden(xtp, positions, attn, sigma=sigma, past_kv=clean, n_out=seq_len)[0]
-        return self.nll_from_states(h, x0, lengths, xt)
+        attn = torch.cat((clean_keys[:, None, :].expand(-1, size, -1), own_keys), dim=2)[:, None]
+        positions = block_index[:, None] * size + 1 + offset
+        sigma_pos = None if sigma is None else sigma[:, None].expand(-1, size)
+        h = self.backbone.hidden(xt_block, positions, attn, sigma=sigma_pos, past_kv=clean)[0]
+        lengths = count.clamp(min=0)
+        return self.nll_from_states(h, x0_block, lengths, xt_block).double().sum(dim=1)
 
     def draw_mask(
         self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange

@@ -243,34 +243,89 @@ def nelbo_samples(
     pad = n_blocks * block - seq_len
     counts = torch.nn.functional.pad(valid_mask(rows_len, seq_len).long(), (0, pad))
     counts = counts.view(-1, n_blocks, block).sum(-1)
-    use_cache = cache and isinstance(model, BD3LM)
 
     was_training = model.training
     model.eval()
-    out = torch.empty(batch * num_samples, dtype=torch.float64, device=device)
     try:
-        clean = None
-        for start in range(0, batch * num_samples, max_rows):
-            sl = slice(start, start + max_rows)
-            xt = torch.where(rows_mask[sl], model.mask_id, rows_x0[sl])
-            t_pos = model.expand_t(rows_t[sl], seq_len)
-            sigma = model.schedule.sigma_from_move_chance(t_pos) if model.time_conditioning else None
-            if use_cache:
-                seqs = torch.arange(batch * num_samples, device=device)[sl] // num_samples
-                first, last = int(seqs[0]), int(seqs[-1])
-                if clean is None or first < clean[0] or last >= clean[1]:
-                    stop = min(batch, last + 1 + max_rows // num_samples)
-                    clean = (first, stop, model.clean_kv(x0[first:stop], lengths[first:stop]))
-                kv = [(k[seqs - clean[0]], v[seqs - clean[0]]) for k, v in clean[2]]
-                nll = model.masked_nll_cached(rows_x0[sl], rows_len[sl], xt, sigma, kv).double()
-            else:
+        if cache and isinstance(model, BD3LM):
+            out = _bd3_block_estimates(model, x0, lengths, rows_mask, rows_t, counts, num_samples, max_rows)
+        else:
+            out = torch.empty(batch * num_samples, dtype=torch.float64, device=device)
+            for start in range(0, batch * num_samples, max_rows):
+                sl = slice(start, start + max_rows)
+                xt = torch.where(rows_mask[sl], model.mask_id, rows_x0[sl])
+                t_pos = model.expand_t(rows_t[sl], seq_len)
+                sigma = model.schedule.sigma_from_move_chance(t_pos) if model.time_conditioning else None
                 nll = model.masked_nll(rows_x0[sl], rows_len[sl], xt, sigma).double()
-            t_b = rows_t[sl].double()
-            weight = (1.0 - (1.0 - t_b) ** counts[sl].double()) / t_b
-            out[sl] = (model.expand_t(weight, seq_len) * nll).sum(dim=1)
+                t_b = rows_t[sl].double()
+                weight = (1.0 - (1.0 - t_b) ** counts[sl].double()) / t_b
+                out[sl] = (model.expand_t(weight, seq_len) * nll).sum(dim=1)
     finally:
         model.train(was_training)
     return out.view(batch, num_samples)
+
+
+def _bd3_block_estimates(
+    model: BD3LM,
+    x0: torch.Tensor,
+    lengths: torch.Tensor,
+    rows_mask: torch.Tensor,
+    rows_t: torch.Tensor,
+    counts: torch.Tensor,
+    num_samples: int,
+    max_rows: int,
+) -> torch.Tensor:
+    """BD3-LM estimates per row (sequence x sample) from the clean half computed once per sequence
+    (``BD3LM.clean_kv``) and one unit per (row, block with real tokens) (``BD3LM.block_nll_cached``).
+
+    Block b's term depends only on the tokens of blocks <= b, the block's mask and its t, so units
+    that agree on those (hypotheses of one utterance with a common prefix under shared noise) are
+    computed once."""
+    batch, seq_len = x0.shape
+    size = model.block_size
+    n_blocks = counts.shape[1]
+    padded = n_blocks * size
+    device = x0.device
+    rows = batch * num_samples
+    x0p = torch.nn.functional.pad(x0, (0, padded - seq_len))
+    masked = torch.nn.functional.pad(rows_mask, (0, padded - seq_len))
+    xt = torch.where(masked, model.mask_id, x0p.repeat_interleave(num_samples, dim=0))
+    # unit keys: (prefix id of the sequence through block b, mask bits of block b, t_b bits)
+    prefix_ids: dict[tuple[int, ...], int] = {}
+    prefix = torch.empty(batch, n_blocks, dtype=torch.long)
+    for i in range(batch):
+        seq = x0[i, : int(lengths[i])].tolist()
+        for b in range(n_blocks):
+            prefix[i, b] = prefix_ids.setdefault(tuple(seq[: (b + 1) * size]), len(prefix_ids))
+    bits = (masked.view(rows, n_blocks, size).long() << torch.arange(size, device=device)).sum(-1)
+    t_bits = rows_t.float().contiguous().view(torch.int32).long()
+    keys = torch.stack((prefix.to(device).repeat_interleave(num_samples, dim=0), bits, t_bits), dim=-1)
+    exists = counts > 0
+    flat_keys = keys[exists]
+    unique, inverse = torch.unique(flat_keys, dim=0, return_inverse=True)
+    n_units = unique.shape[0]
+    unit_of = torch.nonzero(exists)  # [units with duplicates, 2]: (row, block)
+    first = torch.full((n_units,), len(unit_of), dtype=torch.long, device=device)
+    first = first.scatter_reduce(0, inverse, torch.arange(len(unit_of), device=device), "amin")
+    rep_row, rep_block = unit_of[first, 0], unit_of[first, 1]
+    order = torch.argsort(rep_block, stable=True)
+    clean = model.clean_kv(x0, lengths)
+    values = torch.empty(n_units, dtype=torch.float64, device=device)
+    chunk = max(1, (max_rows * seq_len) // size)
+    for start in range(0, n_units, chunk):
+        idx = order[start : start + chunk]
+        r, b = rep_row[idx], rep_block[idx]
+        seq = r // num_samples
+        past = 1 + (int(b.max()) + 1) * size
+        kv = [(k[seq, :, :past], v[seq, :, :past]) for k, v in clean]
+        cols = b[:, None] * size + torch.arange(size, device=device)
+        t_b = rows_t[r, b].double()
+        n_b = counts[r, b]
+        sigma = model.schedule.sigma_from_move_chance(rows_t[r, b]) if model.time_conditioning else None
+        ce = model.block_nll_cached(xt[r[:, None], cols], x0p[seq[:, None], cols], b, n_b, sigma, kv)
+        values[idx] = (1.0 - (1.0 - t_b) ** n_b.double()) / t_b * ce
+    out = torch.zeros(rows, dtype=torch.float64, device=device)
+    return out.index_add_(0, unit_of[:, 0], values[inverse])
 
 
 @torch.no_grad()

@@ -199,15 +199,18 @@ def test_bad_arguments(spm_data) -> None:
 @pytest.mark.parametrize("block_size", [1, 4, 8])
 @pytest.mark.parametrize("noise", ["shared", "aligned"])
 def test_bd3lm_cached_clean_half_gives_the_uncached_scores(time_conditioning, block_size, noise) -> None:
-    """x_0 keys/values computed once per sequence (``BD3LM.clean_kv``) and only the noisy positions run
-    per sample: the same estimates as the full x_t + x_0 pass under the same noise draws (padding, a
-    length-1 sequence, sequence lengths not a multiple of L', chunks that cut through a sequence)."""
+    """x_0 keys/values computed once per sequence (``BD3LM.clean_kv``), only the noisy blocks run per
+    sample, and blocks equal across hypotheses (same prefix, mask and t) run once: the same estimates as
+    the full x_t + x_0 pass under the same noise draws (padding, a length-1 sequence, lengths not a
+    multiple of L', several chunks)."""
     model = _model("bd3lm", 11, 0, block_size=block_size, time_conditioning=time_conditioning)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(p.numel()))
     tokens = torch.randint(0, 11, (4, 13), generator=torch.Generator().manual_seed(0))
-    lengths, groups = torch.tensor([13, 7, 1, 10]), torch.tensor([0, 0, 1, 1])
+    tokens[1] = tokens[0]
+    tokens[1, 9] = (tokens[0, 9] + 1) % 11  # a hypothesis sharing the first 9 tokens: shared units
+    lengths, groups = torch.tensor([13, 12, 1, 10]), torch.tensor([0, 0, 1, 1])
     got, want = (
         nelbo_samples(
             model,

@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_manager_to_completion(root: Path, config: str, timeout: float = 600) -> str:
+def run_manager_to_completion(root: Path, config: str, timeout: float = 1800) -> str:
     """``sis m <config> -r`` in ``root`` (with this repository importable); returns its stdout after
     asserting that it exited 0 with every target done."""
     proc = subprocess.run(

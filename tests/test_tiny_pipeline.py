@@ -198,4 +198,5 @@ def test_tiny_experiment_end_to_end(tmp_path: Path):
     check_training(root)
     assert (root / "output" / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for alias in ("data/kjv/corpus", "data/kjv/spm300", "lm/ar/train", "asr/test_nbest", "report"):
-        assert (root / "alias" / alias / "finished").exists(), alias
+        job_dir = root / "alias" / alias  # finished, and (auto-cleanup is on) work/ and logs archived
+        assert (job_dir / "finished").exists() or (job_dir / "finished.tar.gz").exists(), alias

@@ -311,9 +311,15 @@ def _bd3_block_estimates(
     order = torch.argsort(rep_block, stable=True)
     clean = model.clean_kv(x0, lengths)
     values = torch.empty(n_units, dtype=torch.float64, device=device)
-    chunk = max(1, (max_rows * seq_len) // size)
-    for start in range(0, n_units, chunk):
-        idx = order[start : start + chunk]
+    # chunks hold at most as many key positions as max_rows rows of the full x_t + x_0 pass
+    budget = max_rows * (1 + 2 * padded)
+    past_len = 1 + (rep_block[order] + 1) * size
+    start = 0
+    while start < n_units:
+        fits = torch.arange(1, n_units - start + 1, device=device) * past_len[start:] <= budget
+        stop = start + max(1, int(fits.sum()))
+        idx = order[start:stop]
+        start = stop
         r, b = rep_row[idx], rep_block[idx]
         seq = r // num_samples
         past = 1 + (int(b.max()) + 1) * size

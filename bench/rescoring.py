@@ -1,19 +1,30 @@
-"""Benchmark: n-best rescoring speed per LM, and WER vs. the number of Monte-Carlo ELBO samples.
+"""Benchmark: n-best rescoring speed per LM and K, the noise of within-utterance score differences per
+noise method and K, and the WER vs. the number K of Monte-Carlo ELBO samples (mean over seeds).
 
-Uses the outputs of the default pipeline (run `make run` first): the best checkpoint of every LM
-(`alias/lm/<name>/best`), the demo n-best lists and references (`alias/asr/{dev,test}_nbest`) and the
-SentencePiece model. For each diffusion LM and sampling_number K in 1, 3, 10, 30 it scores dev and
-test with and without variance reduction (shared noise across an utterance's hypotheses + stratified
-draws), tunes λ/β on dev, and reports the test WER averaged over seeds. Target: the WER at K = 30 is
-reached with K <= 3 (with variance reduction).
+Uses the outputs of the default pipeline under ``--root`` (default: this repository; run `make run`
+first, or point it at a finished clone): the best checkpoint of every LM (`alias/lm/<name>/best`), the
+demo n-best lists and references (`alias/asr/{dev,test}_nbest`) and the SentencePiece model.
 
-Run: `.venv/bin/python bench/rescoring.py [--seeds 3] [--part speed|wer|all]`.
+* Speed: hypotheses/s on the test n-best lists per LM and K, scored utterance by utterance as
+  ``RescoreNBestJob`` does (default noise); BD3-LMs also without the clean-half key/value reuse
+  (``cache=False``, the full x_t + x_0 pass per sample as before); time per hypothesis relative to the
+  AR LM.
+* Noise of score differences: for every test utterance and hypothesis h != pivot (the first-pass best),
+  the standard deviation over seeds of s_h - s_pivot, as root mean square over all pairs (nats), per
+  noise method (independent, shared by position, aligned to the pivot, aligned + lattice t) and K.
+* WER: test WER with λ, β tuned on dev per seed, mean (and spread) over ``--seeds`` seeds, per method
+  and K. Each utterance's noise comes from (seed, tag) as in the RETURNN job.
+
+Run: `.venv/bin/python bench/rescoring.py [--root DIR] [--seeds 5] [--part speed|noise|all]`
+(``--random-weights``: speed only, untrained models of the same configs, when no checkpoints exist).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import statistics
 import sys
 import time
 
@@ -26,24 +37,31 @@ from config import exp  # noqa: E402
 from recipe.asr.score_combination import evaluate_rescoring, tune_scales  # noqa: E402
 from recipe.asr.search_output import read_nbest  # noqa: E402
 from recipe.data.text_dict import read_text_dict  # noqa: E402
-from recipe.lm.build import load_model  # noqa: E402
+from recipe.lm.build import build_model, load_model  # noqa: E402
 from recipe.lm.likelihood import sequence_log_likelihood  # noqa: E402
 from recipe.lm.text_batches import encode_texts, pad_batch  # noqa: E402
+from recipe.returnn_glue.forward import tag_generator  # noqa: E402
 
 SAMPLING_NUMBERS = (1, 3, 10, 30)
+METHODS = {  # name: (noise, lattice)
+    "independent": ("independent", False),
+    "shared": ("shared", False),
+    "aligned": ("aligned", False),
+    "aligned+lattice": ("aligned", True),
+}
 
 
 def _require(path: str) -> str:
     if not os.path.exists(path):
-        raise SystemExit(f"{path} is missing: run the default pipeline first (make run)")
+        raise SystemExit(f"{path} is missing: run the default pipeline first (make run) or pass --root")
     return path
 
 
-def load_inputs() -> tuple[dict, dict, str]:
-    spm = _require(os.path.join(ROOT, "output", "data", "kjv", "spm.model"))
+def load_inputs(root: str, random_weights: bool) -> tuple[dict, dict, str]:
+    spm = _require(os.path.join(root, "output", "data", "kjv", "spm.model"))
     parts = {}
     for part in ("dev", "test"):
-        d = os.path.join(ROOT, "alias", "asr", f"{part}_nbest", "output")
+        d = os.path.join(root, "alias", "asr", f"{part}_nbest", "output")
         parts[part] = (
             read_nbest(_require(os.path.join(d, "nbest.py.gz"))),
             read_text_dict(_require(os.path.join(d, "references.py.gz"))),
@@ -52,85 +70,169 @@ def load_inputs() -> tuple[dict, dict, str]:
     models.update({f"bd3lm_{b}": exp.lm_config("bd3lm", block_size=b) for b in exp.DEFAULT.block_sizes})
     loaded = {}
     for name, config in models.items():
-        ckpt = _require(os.path.join(ROOT, "alias", "lm", name, "best", "output", "checkpoint.pt"))
+        if random_weights:
+            torch.manual_seed(0)
+            loaded[name] = (config, build_model(config).eval())
+            continue
+        ckpt = _require(os.path.join(root, "alias", "lm", name, "best", "output", "checkpoint.pt"))
         loaded[name] = (config, load_model(config, ckpt))
     return loaded, parts, spm
 
 
-def score(model, nbest: dict, spm: str, k: int, reduce_variance: bool, seed: int) -> dict[str, list[float]]:
-    generator = torch.Generator().manual_seed(seed)
+def encode(nbest: dict, spm: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {tag: pad_batch(encode_texts(spm, [t for _, t in hyps])) for tag, hyps in nbest.items() if hyps}
+
+
+def score(model, batches: dict, k: int, method: str, seed: int, cache: bool = True) -> dict[str, list[float]]:
+    noise, lattice = METHODS[method]
     scores = {}
-    for tag, hyps in nbest.items():
-        if not hyps:
-            scores[tag] = []
-            continue
-        tokens, lengths = pad_batch(encode_texts(spm, [t for _, t in hyps]))
+    for tag, (tokens, lengths) in batches.items():
+        generator = tag_generator(tokens.device, seed, tag)
+        if noise == "independent":
+            generator = [tag_generator(tokens.device, seed, f"{tag}#{i}") for i in range(len(tokens))]
         scores[tag] = sequence_log_likelihood(
             model,
             tokens,
             lengths,
             num_samples=k,
-            shared_noise=reduce_variance,
-            stratified=reduce_variance,
+            noise=noise,
+            lattice=lattice,
             generator=generator,
+            cache=cache,
         ).tolist()
     return scores
 
 
-def print_speed(models: dict, test_nbest: dict, spm: str) -> None:
-    num_hyps = sum(map(len, test_nbest.values()))
+def print_speed(
+    models: dict, test_nbest: dict, spm: str, ks: tuple[int, ...], repeats: int, flop_utterances: int
+) -> None:
+    """hypotheses/s (wall clock, best of ``repeats``) and GFLOP per hypothesis (torch's FlopCounterMode
+    over the first ``flop_utterances`` utterances: matmuls and attention, independent of machine load)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batches = encode(test_nbest, spm)
+    num_hyps = sum(len(t) for t, _ in batches.values())
+    flop_batches = dict(list(batches.items())[:flop_utterances])
+    flop_hyps = sum(len(t) for t, _ in flop_batches.values())
     print(
-        f"## Rescoring speed (test n-best: {len(test_nbest)} utterances, {num_hyps} hypotheses, CPU "
-        f"{torch.get_num_threads()} threads)\n"
+        f"## Rescoring speed (test n-best: {len(batches)} utterances, {num_hyps} hypotheses, CPU "
+        f"{torch.get_num_threads()} threads, best of {repeats}; GFLOP over {flop_hyps} hypotheses)\n"
     )
-    print("| LM | samples | hypotheses/s |\n|---|---|---|")
+    print(
+        "| LM | K | hypotheses/s | time per hypothesis vs AR | GFLOP per hypothesis | FLOPs vs AR |\n"
+        "|---|---|---|---|---|---|"
+    )
+    ar = None
+
+    def measure(model, k, cache=True):
+        best = math.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            score(model, batches, k, "shared", 0, cache)
+            best = min(best, time.perf_counter() - start)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            score(model, flop_batches, k, "shared", 0, cache)
+        return num_hyps / best, counter.get_total_flops() / flop_hyps / 1e9
+
     for name, (config, model) in models.items():
-        k = exp.DEFAULT.sampling_number if config.is_diffusion else 1
-        start = time.perf_counter()
-        score(model, test_nbest, spm, k, True, 0)
-        rate = num_hyps / (time.perf_counter() - start)
-        print(f"| {name} | {k if config.is_diffusion else 'exact'} | {rate:.0f} |")
+        if not config.is_diffusion:
+            ar = measure(model, 1)
+            print(f"| {name} | exact | {ar[0]:.0f} | 1.00x | {ar[1]:.4f} | 1.00x |", flush=True)
+            continue
+        for k in ks:
+            for cache in (True, False) if config.kind == "bd3lm" and k == 10 else (True,):
+                r, g = measure(model, k, cache)
+                label = name if cache else f"{name} (no x_0 reuse, as before)"
+                print(
+                    f"| {label} | {k} | {r:.0f} | {ar[0] / r:.2f}x | {g:.4f} | {g / ar[1]:.2f}x |", flush=True
+                )
 
 
-def print_wer(models: dict, parts: dict, spm: str, seeds: int) -> None:
+def print_noise_and_wer(
+    models: dict, parts: dict, spm: str, seeds: int, ks: tuple[int, ...], methods: list[str]
+) -> None:
     (dev_nbest, dev_refs), (test_nbest, test_refs) = parts["dev"], parts["test"]
-    print(f"\n## Test WER (%) vs. ELBO samples, mean over {seeds} seeds (λ, β tuned on dev per run)\n")
+    dev, test = encode(dev_nbest, spm), encode(test_nbest, spm)
     first = evaluate_rescoring(
         test_nbest, {t: [0.0] * len(h) for t, h in test_nbest.items()}, test_refs, 0, 0
     )
-    print(f"first pass {first['first-pass'].wer:.2f}, oracle {first['oracle'].wer:.2f}\n")
-    header = " | ".join(f"K={k} {'VR' if vr else 'plain'}" for k in SAMPLING_NUMBERS for vr in (True, False))
-    print(f"| LM | {header} |\n|---|" + "---|" * (2 * len(SAMPLING_NUMBERS)))
+    ar_config, ar_model = models["ar"]
+    ar_scores = score(ar_model, test, 1, "shared", 0)
+    ar_tuned = tune_scales(dev_nbest, score(ar_model, dev, 1, "shared", 0), dev_refs)
+    ar_wer = evaluate_rescoring(test_nbest, ar_scores, test_refs, ar_tuned.lm_scale, ar_tuned.length_scale)
+    print(
+        f"\n## Test WER (%): first pass {first['first-pass'].wer:.2f}, oracle {first['oracle'].wer:.2f}, "
+        f"AR LM {ar_wer['rescored'].wer:.2f}\n"
+    )
+    std_rows, wer_rows = [], []
     for name, (config, model) in models.items():
         if not config.is_diffusion:
             continue
-        cells = []
-        for k in SAMPLING_NUMBERS:
-            for vr in (True, False):
-                wers = []
+        for method in methods:
+            stds, wers = [], []
+            for k in ks:
+                runs, wer = [], []
                 for seed in range(seeds):
-                    dev_scores = score(model, dev_nbest, spm, k, vr, seed)
-                    test_scores = score(model, test_nbest, spm, k, vr, 1000 + seed)
+                    test_scores = score(model, test, k, method, 1000 + seed)
+                    dev_scores = score(model, dev, k, method, seed)
                     tuned = tune_scales(dev_nbest, dev_scores, dev_refs)
                     result = evaluate_rescoring(
                         test_nbest, test_scores, test_refs, tuned.lm_scale, tuned.length_scale
                     )
-                    wers.append(result["rescored"].wer)
-                cells.append(f"{sum(wers) / len(wers):.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+                    wer.append(result["rescored"].wer)
+                    runs.append(test_scores)
+                variances = [
+                    statistics.variance([r[tag][h] - r[tag][0] for r in runs])
+                    for tag in test
+                    for h in range(1, len(test[tag][0]))
+                ]
+                stds.append(f"{math.sqrt(sum(variances) / len(variances)):.3f}")
+                spread = statistics.stdev(wer) if len(wer) > 1 else 0.0
+                wers.append(f"{statistics.mean(wer):.2f} ± {spread:.2f}")
+                print(f"  {name} {method} K={k}: std {stds[-1]}, WER {wers[-1]}", file=sys.stderr, flush=True)
+            std_rows.append(f"| {name} | {method} | " + " | ".join(stds) + " |")
+            wer_rows.append(f"| {name} | {method} | " + " | ".join(wers) + " |")
+    header = " | ".join(f"K={k}" for k in ks)
+    print(
+        f"Standard deviation (nats, over {seeds} seeds, RMS over test hypothesis pairs) of s_h - s_pivot:\n"
+    )
+    print(f"| LM | noise | {header} |\n|---|---|" + "---|" * len(ks))
+    print("\n".join(std_rows))
+    print(f"\nTest WER (%), mean ± standard deviation over {seeds} seeds (λ, β tuned on dev per seed):\n")
+    print(f"| LM | noise | {header} |\n|---|---|" + "---|" * len(ks))
+    print("\n".join(wer_rows), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--part", choices=("speed", "wer", "all"), default="all")
+    parser.add_argument("--root", default=ROOT, help="a finished pipeline's base directory")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--part", choices=("speed", "noise", "all"), default="all")
+    parser.add_argument("--ks", default=",".join(map(str, SAMPLING_NUMBERS)))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--repeats", type=int, default=2, help="speed: best of this many runs")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--random-weights", action="store_true", help="speed only: untrained models")
+    parser.add_argument("--utterances", type=int, default=0, help="speed: only the first N test utterances")
+    parser.add_argument("--flop-utterances", type=int, default=4, help="speed: FLOPs counted on N utterances")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    models, parts, spm = load_inputs()
+    torch.set_num_threads(args.threads)
+    ks = tuple(int(k) for k in args.ks.split(","))
+    methods = args.methods.split(",")
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
+    if args.random_weights and args.part != "speed":
+        raise SystemExit("--random-weights is only meaningful for --part speed")
+    models, parts, spm = load_inputs(args.root, args.random_weights)
     if args.part in ("speed", "all"):
-        print_speed(models, parts["test"][0], spm)
-    if args.part in ("wer", "all"):
-        print_wer(models, parts, spm, args.seeds)
+        test = parts["test"][0]
+        if args.utterances:
+            test = dict(list(test.items())[: args.utterances])
+        print_speed(models, test, spm, ks, args.repeats, args.flop_utterances)
+    if args.part in ("noise", "all"):
+        print_noise_and_wer(models, parts, spm, args.seeds, ks, methods)
 
 
 if __name__ == "__main__":

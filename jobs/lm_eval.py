@@ -55,7 +55,8 @@ class ComputePerplexityJob(Job):
     """Perplexity of an LM on a RETURNN dataset: exact for the AR LM, the NELBO bound for diffusion LMs.
 
     ``scoring`` options: ``num_samples`` Monte-Carlo samples per sequence (diffusion), ``noise_range``
-    (beta, omega) of the evaluation, ``stratified``, ``seed``.
+    (beta, omega) of the evaluation, ``stratified``, ``seed`` (each sequence's noise is seeded from it
+    and the sequence's tag, so its score does not depend on the other sequences of the dataset).
     Outputs: ``out_perplexity`` = exp(−Σ score / Σ tokens) (EOS counted), ``out_nats_per_token`` (−Σ score / Σ tokens: NLL for AR, NELBO for diffusion LMs),
     ``out_num_tokens``, ``out_num_seqs`` (Variables) and ``out_scores`` (``{tag: score}`` python literal).
     """

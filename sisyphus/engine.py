@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sisyphus import global_settings as gs
+from sisyphus.process_tree import OWNER_ENV, kill_task_processes, new_owner_token
 
 
 @dataclass
@@ -74,7 +75,12 @@ class EngineBase:
 class LocalEngine(EngineBase):
     """Runs tasks as local processes without exceeding ``cpus``, ``gpus`` and any other resource
     given as keyword (e.g. ``mem=`` in GB). A task asking for more than the engine has is run
-    alone with the engine's maximum."""
+    alone with the engine's maximum.
+
+    The engine owns a task's whole process tree (``sisyphus.process_tree``): a worker starts in a
+    session of its own with an owner token in its environment; when it ends (also by ``kill -9``) its
+    process group and every process carrying its token are killed before the task's slot is freed,
+    i.e. before the manager can see the task as interrupted and resubmit it."""
 
     def __init__(self, cpus: int = 1, gpus: int = 0, available_gpus: str = "", **other: float) -> None:
         super().__init__()
@@ -85,6 +91,7 @@ class LocalEngine(EngineBase):
         self.used: dict[str, float] = dict.fromkeys(self.capacity, 0.0)
         self.queue: list[tuple[TaskCall, int]] = []
         self.running: dict[tuple[str, str, int], tuple[subprocess.Popen, dict[str, float], list[str]]] = {}
+        self.owner_tokens: dict[int, str] = {}  # worker pid -> SIS_TASK_OWNER of its run
         self.peak_used: dict[str, float] = dict.fromkeys(self.capacity, 0.0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -114,8 +121,16 @@ class LocalEngine(EngineBase):
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, 9)
+                    pass
+                self._reap_tree(proc)
             self.running.clear()
+
+    def _reap_tree(self, proc: subprocess.Popen) -> None:
+        """Kill what is left of a worker's task: its process group and every process carrying its
+        owner token (a child in a session of its own), and wait until they are gone."""
+        kill_task_processes(token=self.owner_tokens.pop(proc.pid, None), pgid=proc.pid)
+        if proc.poll() is None:
+            proc.wait()
 
     def submit(self, call: TaskCall) -> str:
         with self._lock:
@@ -150,6 +165,7 @@ class LocalEngine(EngineBase):
         threads = str(max(1, int(call.rqmt.get("cpu", 1))))
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
         env["SIS_ENGINE_CPUS"] = threads
+        env[OWNER_ENV] = token = new_owner_token(call.job_dir, call.task_name, task_id)
         log_path = call.engine_log(task_id, "local.log")
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         with open(log_path, "a") as log:
@@ -162,6 +178,7 @@ class LocalEngine(EngineBase):
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        self.owner_tokens[proc.pid] = token
         for r, v in need.items():
             self.used[r] += v
             self.peak_used[r] = max(self.peak_used[r], self.used[r])
@@ -173,6 +190,8 @@ class LocalEngine(EngineBase):
             with self._lock:
                 for key, (proc, need, gpus) in list(self.running.items()):
                     if proc.poll() is not None:
+                        # the task's other processes die before its slot (and a resubmission) is free
+                        self._reap_tree(proc)
                         for r, v in need.items():
                             self.used[r] -= v
                         self.free_gpus.extend(gpus)

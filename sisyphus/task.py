@@ -173,11 +173,20 @@ class Task:
             return engine_state
         if task_lock_held(self.path("lock", task_id)):
             return State.RUNNING
+        if os.path.exists(self.path("log", task_id)) and self.live_processes(task_id):
+            return State.RUNNING  # the worker is gone, a process it started (RETURNN...) is not
         if not os.path.exists(self.path("log", task_id)):
             return State.RUNNABLE
         if self.submit_count() > gs.MAX_SUBMIT_RETRIES:
             return State.RETRY_ERROR
         return State.INTERRUPTED_RESUMABLE if self.resumable() else State.INTERRUPTED_NOT_RESUMABLE
+
+    def live_processes(self, task_id: int) -> list[int]:
+        """Pids of live processes on this machine that a run of this task id started."""
+        from sisyphus.process_tree import find_task_processes, task_key
+
+        assert self._job is not None
+        return find_task_processes(task_key(self._job._sis_path(abspath=True), self._start, task_id))
 
     # --- tries ---------------------------------------------------------------------------
     def _try_log_slot(self, task_id: int) -> str | None:

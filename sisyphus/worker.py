@@ -3,7 +3,9 @@
 Crash safety: the worker holds an exclusive ``flock`` on ``lock.<task>.<id>`` in the job
 directory while the task runs. The kernel drops it when the process dies (exception,
 ``kill -9``, reboot), so a held lock means "running" and a second worker for the same task
-(e.g. from a second manager) exits without doing anything. ``finished.<task>.<id>`` is written
+(e.g. from a second manager) exits without doing anything. The lock covers the task's other
+processes as well (``sisyphus.process_tree``): a worker kills the leftovers of an earlier run of its
+task before it starts, and ``Task.state`` counts a live leftover as running. ``finished.<task>.<id>`` is written
 only after the task function returned; an exception writes ``error.<task>.<id>`` instead. A worker
 runs its task id once: ``Task(tries=N)`` is handled by the manager, which resubmits a failed id
 (``Task.start_retry``), as the real Sisyphus does.
@@ -22,6 +24,7 @@ import traceback
 from typing import IO
 
 from sisyphus import global_settings as gs
+from sisyphus.process_tree import OWNER_ENV, kill_task_processes, new_owner_token, task_key
 
 _LOCK_RETRY_SECONDS = 2.0
 
@@ -133,6 +136,12 @@ def run_worker(
         os.unlink(error)
     if os.path.exists(finished) or os.path.exists(error):
         return 0  # another worker completed it while this one was starting
+    # the lock covers the task's other processes too: leftovers of an earlier run (a RETURNN whose
+    # worker was killed, a child in a session of its own) die before this run starts
+    token = os.environ.get(OWNER_ENV, "")
+    if not token.startswith(task_key(job_dir, task_name, task_id)):
+        token = os.environ[OWNER_ENV] = new_owner_token(job_dir, task_name, task_id)
+    leftovers = kill_task_processes(task_key(job_dir, task_name, task_id), exclude_token=token)
 
     log_path = os.path.join(job_dir, f"log.{task_name}.{task_id}")
     log_file: IO[str] | None = None
@@ -149,6 +158,8 @@ def run_worker(
         f"at {time.strftime('%Y-%m-%d %H:%M:%S')}",
         flush=True,
     )
+    if leftovers:
+        print(f"=== killed {len(leftovers)} leftover process(es) of an earlier run: {leftovers}", flush=True)
     stop = threading.Event()
     usage_path = os.path.join(job_dir, f"usage.{task_name}.{task_id}")
     _write_usage_once(usage_path, start)

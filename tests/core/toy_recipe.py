@@ -174,3 +174,63 @@ class ContinuableJob(Job):
     def run(self):
         with open(self.out.get_path(), "w") as f:
             f.write("ran")
+
+
+_CHILD = r"""
+import fcntl, os, sys, time
+steps, step_time = int(sys.argv[1]), float(sys.argv[2])
+with open("children", "a") as f:
+    f.write(f"{os.getpid()}\n")
+lock = open("exclusive", "w")
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    open("CONCURRENT", "a").write(f"{os.getpid()}\n")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+start = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
+for i in range(start, steps):
+    time.sleep(step_time)
+    with open("ckpt.tmp", "w") as f:
+        f.write(str(i + 1))
+    os.replace("ckpt.tmp", "ckpt")
+"""
+
+
+class SpawnJob(Job):
+    """Shaped like ReturnnTrainingJob: ``create_files`` and ``plot`` are mini tasks, the resumable ``run``
+    starts a long-running child in a session of its own (as RETURNN/torchrun may) and waits for it. The
+    child counts with a checkpoint in the work dir, appends its pid to ``children`` and, if another
+    child holds ``exclusive``, records itself in ``CONCURRENT``. ``plot`` sleeps ``plot_sleep`` s."""
+
+    def __init__(self, steps, step_time=0.2, plot_sleep=0.0):
+        self.steps = steps
+        self.step_time = step_time
+        self.plot_sleep = plot_sleep
+        self.out = self.output_path("count.txt")
+        self.plot_out = self.output_path("plot.txt")
+
+    def tasks(self):
+        yield Task("create_files", mini_task=True)
+        yield Task("run", resume="run", rqmt={"mem": 0.5})
+        yield Task("plot", mini_task=True)
+
+    def create_files(self):
+        with open("config", "w") as f:
+            f.write(f"{self.steps}\n")
+
+    def run(self):
+        import subprocess
+        import sys
+
+        subprocess.check_call(
+            [sys.executable, "-c", _CHILD, str(self.steps), str(self.step_time)], start_new_session=True
+        )
+        with open(self.out.get_path(), "w") as f:
+            f.write(open("ckpt").read())
+
+    def plot(self):
+        with open("plot_starts", "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(self.plot_sleep)
+        with open(self.plot_out.get_path(), "w") as f:
+            f.write("plot of " + open(self.out.get_path()).read())

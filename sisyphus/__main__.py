@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import os
 import sys
 
 from sisyphus import global_settings as gs
+
+_DISK_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
 
 
 def _manager(args: argparse.Namespace) -> int:
@@ -57,27 +60,34 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    """Clear error markers so failed tasks rerun in place; their logs are kept as ``log.*.error.NN``."""
+    """Make failed and interrupted tasks rerun in place: error markers go, their logs are kept as
+    ``log.*.error.NN`` / ``log.*.interrupted.NN``; finished tasks and their outputs stay."""
+    import re
+
+    from sisyphus.task import reset_task_id
+
     for path in args.jobs:
         job_dir = os.path.realpath(path)
         if not os.path.exists(os.path.join(job_dir, gs.JOB_SAVE)):
             print(f"{path}: not a job directory (no {gs.JOB_SAVE})", file=sys.stderr)
             return 2
-        errors = glob.glob(os.path.join(job_dir, "error.*"))
-        for marker in errors:
-            suffix = os.path.basename(marker)[len("error.") :]  # <task>.<id>
-            log = os.path.join(job_dir, f"log.{suffix}")
-            if os.path.exists(log):
-                n = 1
-                while os.path.exists(f"{log}.error.{n:02d}"):
-                    n += 1
-                os.replace(log, f"{log}.error.{n:02d}")
-            os.unlink(marker)
-            task_name = suffix.rsplit(".", 1)[0]
+        ids = set()
+        for marker in glob.glob(os.path.join(job_dir, "error.*")) + glob.glob(os.path.join(job_dir, "log.*")):
+            m = re.fullmatch(r"(?:error|log)\.(.+)\.(\d+)", os.path.basename(marker))
+            if m:
+                ids.add((m.group(1), int(m.group(2))))
+        done: dict[str, int] = {"error": 0, "interrupted": 0}
+        for task_name, task_id in sorted(ids):
+            kind = reset_task_id(job_dir, task_name, task_id)
+            if kind is None:
+                continue
+            done[kind] += 1
             submit_log = os.path.join(job_dir, f"submit_log.{task_name}")
             if os.path.exists(submit_log):
                 os.unlink(submit_log)
-        print(f"{job_dir}: cleared {len(errors)} error marker(s)")
+        print(
+            f"{job_dir}: cleared {done['error']} error marker(s), reset {done['interrupted']} interrupted task(s)"
+        )
     return 0
 
 
@@ -151,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the task even if it failed (its error marker goes)",
     )
     w.set_defaults(func=_worker)
-    r = sub.add_parser("retry", help="clear the error markers of jobs so they rerun in place")
+    r = sub.add_parser("retry", help="rerun failed and interrupted tasks of jobs in place")
     r.add_argument("jobs", nargs="+", help="job directories or alias links")
     r.set_defaults(func=_retry)
     c = sub.add_parser("console", aliases=["c"], help="Python console with tk after loading configs")
@@ -174,7 +184,20 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(format="[%(asctime)s] %(levelname)s: %(message)s", level=args.log_level)
     gs.load_settings(warn_unsupported=args.func is not _worker)  # once, by the manager, not per worker
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except OSError as e:
+        if e.errno not in _DISK_ERRNOS:
+            raise
+        # a read-only, full or foreign work dir: one line that says which file and why, no traceback
+        where = f" {e.filename}" if e.filename else ""
+        print(
+            f"sis {args.command_name}: cannot write{where}: {e.strerror} "
+            f"({errno.errorcode.get(e.errno, e.errno)}); make the work directory writable or free space, "
+            f"then run again",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

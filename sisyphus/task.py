@@ -10,7 +10,8 @@ resubmitted by the manager until it has run N times; the log of each failed try 
 ``log.<name>.<id>.error.NN``. ``continuable=True`` is rejected (see ``Task.__init__``).
 ``resume`` names the function that continues an interrupted run; its presence makes an
 interrupted task resubmittable (the worker calls the start function, as the real one does).
-``mini_task`` routes the task to the engine named ``"short"``.
+``mini_task`` routes the task to the engine named ``"short"``; an interrupted mini task (cheap and
+idempotent: a plot, a config file) is resubmitted like a resumable one instead of blocking its job.
 
 Marker files in the job directory, per task id: ``log.<name>.<id>``, ``usage.<name>.<id>``,
 ``finished.<name>.<id>``, ``error.<name>.<id>``; ``submit_log.<name>`` records submissions.
@@ -41,6 +42,38 @@ class State:
     HOLD = "hold"
     INTERRUPTED_RESUMABLE = "interrupted_resumable"
     INTERRUPTED_NOT_RESUMABLE = "interrupted_not_resumable"
+
+
+_GENERIC_ERRORS = {"CalledProcessError", "SystemExit", "KeyboardInterrupt"}
+_NOISE = (
+    "Traceback (most recent call last):",
+    "During handling of the above exception",
+    "The above exception",
+)
+
+
+def _log_tail(path: str, size: int = 65536) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - size))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def last_meaningful_line(text: str) -> str:
+    """The last line of a log that says something: not empty, not a worker ``===`` line, not part of a
+    traceback's frames (indented lines, ``Traceback ...``, ``^^^`` markers); typically the exception
+    message."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)  # colours (RETURNN's tracebacks)
+    for line in reversed(text.splitlines()):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("===") or line[:1].isspace() or stripped.startswith(_NOISE):
+            continue
+        if set(stripped) <= set("^~ "):
+            continue
+        return stripped[:500]
+    return ""
 
 
 def parse_mem_gb(value: Any) -> float:
@@ -179,7 +212,9 @@ class Task:
             return State.RUNNABLE
         if self.submit_count() > gs.MAX_SUBMIT_RETRIES:
             return State.RETRY_ERROR
-        return State.INTERRUPTED_RESUMABLE if self.resumable() else State.INTERRUPTED_NOT_RESUMABLE
+        if self.resumable() or self.mini_task:  # a mini task is cheap and idempotent: rerun alone
+            return State.INTERRUPTED_RESUMABLE
+        return State.INTERRUPTED_NOT_RESUMABLE
 
     def live_processes(self, task_id: int) -> list[int]:
         """Pids of live processes on this machine that a run of this task id started."""
@@ -187,6 +222,26 @@ class Task:
 
         assert self._job is not None
         return find_task_processes(task_key(self._job._sis_path(abspath=True), self._start, task_id))
+
+    def failure_reason(self, task_id: int) -> str:
+        """Why a task id failed or was interrupted, in one line: the error marker's exception, with
+        the last meaningful line of the log when the exception alone does not say why (a subprocess's
+        exit status, ``SystemExit``); for an interrupted run the last meaningful line of its log."""
+        error = self.path("error", task_id)
+        log = _log_tail(self.path("log", task_id))
+        if os.path.exists(error):
+            with open(error, encoding="utf-8", errors="replace") as f:
+                first = (f.read().strip().splitlines() or [""])[0].strip()
+            if first.split(":", 1)[0] not in _GENERIC_ERRORS and first.split(":", 1)[-1].strip():
+                return first
+            if "Traceback (most recent call last):" in log:  # the worker's own traceback is the last one
+                log = log[: log.rindex("Traceback (most recent call last):")]
+            cause = last_meaningful_line(log)
+            return f"{first} (log: {cause})" if cause else first
+        cause = last_meaningful_line(log)
+        return "no error marker: the worker was killed or lost" + (
+            f"; last log line: {cause}" if cause else ""
+        )
 
     # --- tries ---------------------------------------------------------------------------
     def _try_log_slot(self, task_id: int) -> str | None:
@@ -248,3 +303,38 @@ class Task:
 
     def __repr__(self) -> str:
         return f"Task({self._start!r}, ids={self._parallel}, args={len(self._args)})"
+
+
+def reset_task_id(job_dir: str, task_name: str, task_id: int) -> str | None:
+    """Make a failed or interrupted (not finished, not running) task id runnable again in place:
+    its log is kept as ``log.<task>.<id>.error.NN`` (failed) or ``.interrupted.NN`` (interrupted),
+    the error marker goes, outputs of the job stay. Done under the task's lock; returns what was reset
+    ("error" / "interrupted") or None (finished, running, never run)."""
+    from sisyphus.process_tree import find_task_processes, task_key
+    from sisyphus.worker import release_task_lock, try_task_lock
+
+    def path(kind: str) -> str:
+        return os.path.join(job_dir, f"{kind}.{task_name}.{task_id}")
+
+    if os.path.exists(path(gs.STATE_FINISHED)):
+        return None
+    fd = try_task_lock(path("lock"))
+    if fd is None:
+        return None
+    try:
+        if find_task_processes(task_key(job_dir, task_name, task_id)):
+            return None  # a process of an earlier run still works in the job directory
+        kind = "error" if os.path.exists(path("error")) else "interrupted"
+        log = path("log")
+        if kind == "interrupted" and not os.path.exists(log):
+            return None
+        if os.path.exists(log):
+            n = 1
+            while os.path.exists(f"{log}.{kind}.{n:02d}"):
+                n += 1
+            os.replace(log, f"{log}.{kind}.{n:02d}")
+        if kind == "error":
+            os.unlink(path("error"))
+        return kind
+    finally:
+        release_task_lock(fd)

@@ -65,4 +65,123 @@ def test_kill_9_of_worker_kills_child_in_own_session_and_one_run_proceeds(sis_pr
     assert not os.path.exists(f"{job_dir}/work/CONCURRENT"), "two children ran at once"
     assert not any(_alive(p) for p in children)
     assert open(f"{job_dir}/output/count.txt").read() == "25"
+    # the manager says why: the worker vanished, and what the task's log said last
+    assert "no error marker: the worker was killed or lost; last log line: step " in out, out
+
+
+def _spawn_config(sis_project, plot_mini: bool) -> str:
+    return sis_project.write_config(f"""
+        from sisyphus import tk
+        from recipe.toy import SpawnJob
+        def py():
+            job = SpawnJob(3, step_time=0.1, plot_sleep=60, plot_mini={plot_mini})
+            job.add_alias("spawn")
+            tk.register_output("plot.txt", job.plot_out)
+    """)
+
+
+def _kill_plot(sis_project, manager) -> tuple[str, str]:
+    """Wait until ``plot`` runs (``run`` finished), kill -9 its worker; (job dir, manager output)."""
+    try:
+        _wait_for(lambda: (d := _job_dir(sis_project, "SpawnJob.*")) and os.path.exists(f"{d}/usage.plot.1"))
+        job_dir = _job_dir(sis_project, "SpawnJob.*")
+        _wait_for(lambda: os.path.exists(f"{job_dir}/work/plot_starts"))
+        assert os.path.exists(f"{job_dir}/finished.run.1")
+        os.kill(json.load(open(f"{job_dir}/usage.plot.1"))["pid"], signal.SIGKILL)
+        out, _ = manager.communicate(timeout=120)
+    finally:
+        if manager.poll() is None:
+            manager.kill()
+    return job_dir, out
+
+
+def _starts(job_dir: str, name: str) -> int:
+    return len(open(f"{job_dir}/work/{name}").read().split())
+
+
+def test_killed_mini_task_after_finished_run_reruns_only_itself(sis_project):
+    cfg = _spawn_config(sis_project, plot_mini=True)
+    job_dir, out = _kill_plot(sis_project, sis_project.sis_background("m", cfg, "-r"))
+    assert "All targets are done." in out, out
+    assert _starts(job_dir, "children") == 1  # the training ran once
+    assert _starts(job_dir, "plot_starts") == 2  # plot was rerun, nothing else
+    assert (sis_project.root / "output" / "plot.txt").read_text() == "plot of 3"
+    assert not glob.glob(job_dir + ".cleared*")
     assert "interrupted_resumable" in out
+
+
+def test_interrupted_task_after_finished_resumable_run_sis_retry_and_cio_keep_the_run(sis_project):
+    cfg = _spawn_config(sis_project, plot_mini=False)
+    job_dir, out = _kill_plot(sis_project, sis_project.sis_background("m", cfg, "-r"))
+    assert "interrupted_not_resumable" in out, out
+    # sis retry resets the interrupted task in place
+    retry = sis_project.sis("retry", "alias/spawn", check=True)
+    assert "reset 1 interrupted task(s)" in retry.stdout
+    assert glob.glob(f"{job_dir}/log.plot.1.interrupted.01")
+    # -cio on a job whose resumable run finished reruns only the unfinished tasks, in place
+    os.unlink(f"{job_dir}/work/plot_starts")  # plot sleeps again on its next start
+    job_dir2, out = _kill_plot(sis_project, sis_project.sis_background("m", cfg, "-r"))
+    assert job_dir2 == job_dir and "interrupted_not_resumable" in out
+    rerun = sis_project.sis("m", cfg, "-r", "-cio", check=True)
+    assert "cleared in place (interrupted_not_resumable)" in rerun.stdout, rerun.stdout
+    assert "keeps finished run" in rerun.stdout
+    assert not glob.glob(job_dir + ".cleared*")
+    assert _starts(job_dir, "children") == 1  # the training was never rerun
+    assert (sis_project.root / "output" / "plot.txt").read_text() == "plot of 3"
+
+
+def test_error_of_a_subprocess_shows_its_cause(sis_project):
+    cfg = sis_project.write_config("""
+        from sisyphus import tk
+        from recipe.toy import SubprocessFailJob
+        def py():
+            tk.register_output("out.txt", SubprocessFailJob("hidden=64 in the checkpoint vs 96 in the config").out)
+    """)
+    proc = sis_project.sis("m", cfg, "-r")
+    assert proc.returncode == 1
+    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith("error:") and "run.1" in x)
+    assert "CalledProcessError" in line
+    assert "(log: ValueError: hidden=64 in the checkpoint vs 96 in the config)" in line, proc.stdout
+
+
+def _unshare_works() -> bool:
+    import subprocess
+
+    try:
+        return subprocess.run(["unshare", "-m", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_read_only_work_dir_is_a_one_line_error(sis_project):
+    import shlex
+    import subprocess
+    import sys
+
+    import pytest
+
+    if not _unshare_works():
+        pytest.skip("needs `unshare -m` (a mount namespace) to mount the work dir read-only")
+    cfg = sis_project.write_config("""
+        from sisyphus import tk
+        from recipe.toy import SleepJob
+        def py():
+            tk.register_output("a.txt", SleepJob("a", sleep=0).out)
+    """)
+    work = sis_project.root / "work"
+    work.mkdir()
+    sis = shlex.join([sys.executable, "-m", "sisyphus", "m", cfg, "-r"])
+    script = f"mount --bind -o ro {shlex.quote(str(work))} {shlex.quote(str(work))} && {sis}"
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        cwd=sis_project.root,
+        env=sis_project.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("sis m")]
+    assert len(errors) == 1 and "Read-only file system" in errors[0], proc.stderr
+    assert str(work) in errors[0]

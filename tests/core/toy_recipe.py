@@ -190,6 +190,7 @@ except BlockingIOError:
 start = int(open("ckpt").read()) if os.path.exists("ckpt") else 0
 for i in range(start, steps):
     time.sleep(step_time)
+    print(f"step {i + 1} of {steps}", flush=True)
     with open("ckpt.tmp", "w") as f:
         f.write(str(i + 1))
     os.replace("ckpt.tmp", "ckpt")
@@ -200,19 +201,21 @@ class SpawnJob(Job):
     """Shaped like ReturnnTrainingJob: ``create_files`` and ``plot`` are mini tasks, the resumable ``run``
     starts a long-running child in a session of its own (as RETURNN/torchrun may) and waits for it. The
     child counts with a checkpoint in the work dir, appends its pid to ``children`` and, if another
-    child holds ``exclusive``, records itself in ``CONCURRENT``. ``plot`` sleeps ``plot_sleep`` s."""
+    child holds ``exclusive``, records itself in ``CONCURRENT``. ``plot`` sleeps ``plot_sleep`` s on its
+    first start; ``plot_mini=False`` makes it a plain (not resumable) task."""
 
-    def __init__(self, steps, step_time=0.2, plot_sleep=0.0):
+    def __init__(self, steps, step_time=0.2, plot_sleep=0.0, plot_mini=True):
         self.steps = steps
         self.step_time = step_time
         self.plot_sleep = plot_sleep
+        self.plot_mini = plot_mini
         self.out = self.output_path("count.txt")
         self.plot_out = self.output_path("plot.txt")
 
     def tasks(self):
         yield Task("create_files", mini_task=True)
         yield Task("run", resume="run", rqmt={"mem": 0.5})
-        yield Task("plot", mini_task=True)
+        yield Task("plot", mini_task=self.plot_mini, rqmt={"mem": 0.5})
 
     def create_files(self):
         with open("config", "w") as f:
@@ -229,8 +232,28 @@ class SpawnJob(Job):
             f.write(open("ckpt").read())
 
     def plot(self):
+        first = not os.path.exists("plot_starts")
         with open("plot_starts", "a") as f:
             f.write(f"{os.getpid()}\n")
-        time.sleep(self.plot_sleep)
+        if first:
+            time.sleep(self.plot_sleep)
         with open(self.plot_out.get_path(), "w") as f:
             f.write("plot of " + open(self.out.get_path()).read())
+
+
+class SubprocessFailJob(Job):
+    """Runs a child that fails with ``message``: the worker raises a bare CalledProcessError."""
+
+    def __init__(self, message):
+        self.message = message
+        self.out = self.output_path("out.txt")
+
+    def tasks(self):
+        yield Task("run", rqmt={"mem": 0.5})
+
+    def run(self):
+        import subprocess
+        import sys
+
+        print("loading the checkpoint", flush=True)
+        subprocess.check_call([sys.executable, "-c", f"raise ValueError({self.message!r})"])

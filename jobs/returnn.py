@@ -13,6 +13,7 @@ import ast
 import glob
 import os
 import pprint
+import re
 import shutil
 import socket
 import subprocess
@@ -143,6 +144,48 @@ def project_root() -> str:
 def returnn_python(explicit: str | tk.Path | None = None) -> str:
     """The Python that runs RETURNN: explicit, else ``gs.RETURNN_PYTHON_EXE``, else this interpreter."""
     return os.fspath(explicit or getattr(gs, "RETURNN_PYTHON_EXE", None) or sys.executable)
+
+
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception|Interrupt|Exit)(?::.*)?$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def returnn_failure_cause(log_text: str) -> str:
+    """The cause of a RETURNN failure in (the new part of) ``returnn.log``: the last exception line
+    (``ValueError: hidden=64 in the checkpoint vs 96 in the config``), else its last meaningful line."""
+    from sisyphus.task import last_meaningful_line
+
+    log_text = _ANSI.sub("", log_text)  # RETURNN colours its tracebacks
+    for line in reversed(log_text.splitlines()):
+        stripped = line.strip()
+        if _EXCEPTION_LINE.match(stripped):
+            return stripped[:500]
+    return last_meaningful_line(log_text)
+
+
+def run_returnn(command: list[str], env: dict[str, str] | None = None, log: str = "returnn.log") -> None:
+    """Run RETURNN (stdout and stderr go to the task's log); if it fails, raise a ``RuntimeError``
+    that names the cause from what this run wrote to ``log`` (or, without one, its exit status)."""
+    try:
+        start = os.path.getsize(log)
+    except OSError:
+        start = 0
+    status = subprocess.call(command, env=env)
+    if status == 0:
+        return
+    try:
+        with open(log, "rb") as f:
+            f.seek(start)
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        text = ""
+    cause = returnn_failure_cause(text)
+    where = os.path.abspath(log)
+    raise RuntimeError(
+        f"RETURNN exited with status {status}: {cause} ({where})"
+        if cause
+        else f"RETURNN exited with status {status} without a cause in {where}; see the task's log"
+    )
 
 
 def _resolve_device(device: str) -> str:
@@ -319,7 +362,7 @@ class ReturnnTrainingJob(Job):
             command = self.returnn_command(socket.gethostname(), env["SLURM_JOB_ID"])
         else:
             command = self.returnn_command()
-        subprocess.check_call(command, env=env)
+        run_returnn(command, env=env)
         missing = [e for e, c in self.out_checkpoints.items() if not c.exists()]
         if missing:
             raise RuntimeError(

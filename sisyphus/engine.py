@@ -92,6 +92,7 @@ class LocalEngine(EngineBase):
         self.queue: list[tuple[TaskCall, int]] = []
         self.running: dict[tuple[str, str, int], tuple[subprocess.Popen, dict[str, float], list[str]]] = {}
         self.owner_tokens: dict[int, str] = {}  # worker pid -> SIS_TASK_OWNER of its run
+        self.failure: OSError | None = None  # a worker could not be started (full or read-only disk)
         self.peak_used: dict[str, float] = dict.fromkeys(self.capacity, 0.0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -140,6 +141,8 @@ class LocalEngine(EngineBase):
         return f"local pid=pending cpus={self.capacity.get('cpu')}"
 
     def task_state(self, call: TaskCall, task_id: int) -> str | None:
+        if self.failure is not None:
+            raise self.failure  # to the manager: the engine's thread cannot raise it there
         key = call.key(task_id)
         with self._lock:
             if key in self.running:
@@ -202,7 +205,10 @@ class LocalEngine(EngineBase):
                     need = self._need(call.rqmt)
                     if self._fits(need):
                         self.queue.remove(item)
-                        self._start(call, task_id, need)
+                        try:
+                            self._start(call, task_id, need)
+                        except OSError as e:
+                            self.failure = e
                         changed = True
             if changed:
                 self.wakeup.set()

@@ -184,6 +184,28 @@ class Manager:
                 _symlink(job._sis_path(abspath=True), os.path.join(gs.BASE_DIR, gs.ALIAS_DIR, alias))
 
     def clear(self, job: Job, why: str) -> None:
+        """``-co`` / ``-cio``: move the job aside to rerun it from scratch; but a job with a finished
+        resumable task (a training) keeps its directory and reruns only its unfinished tasks."""
+        kept = [t.name() for t in job._sis_tasks() if t.resumable() and t.finished()]
+        if kept:
+            from sisyphus.task import reset_task_id
+
+            job_dir = job._sis_path(abspath=True)
+            reset = []
+            for task in job._sis_tasks():
+                if not task.finished():
+                    reset += [
+                        f"{task.name()}.{i}"
+                        for i in task.task_ids()
+                        if reset_task_id(job_dir, task.name(), i)
+                    ]
+                    if os.path.exists(task.path("submit_log")):
+                        os.unlink(task.path("submit_log"))
+            self._print(
+                f"cleared in place ({why}): {job._sis_id()} reruns {', '.join(reset) or 'nothing'}; "
+                f"keeps finished {', '.join(kept)}"
+            )
+            return
         new = move_aside(job._sis_path(abspath=True))
         job.__dict__.pop("_sis_task_cache", None)
         job._sis_is_finished = False
@@ -264,20 +286,26 @@ class Manager:
         return (" (" + ", ".join(parts) + ")") if parts else ""
 
     def report_problems(self, states: dict[str, list[tuple[Job, Task | None, list[int]]]]) -> None:
-        for state in (State.ERROR, State.RETRY_ERROR, State.INTERRUPTED_NOT_RESUMABLE):
+        """Print why each task id failed or was interrupted (``Task.failure_reason``), once per run
+        of it (an interrupted resumable task is reported again after its next submission)."""
+        for state in (
+            State.ERROR,
+            State.RETRY_ERROR,
+            State.INTERRUPTED_NOT_RESUMABLE,
+            State.INTERRUPTED_RESUMABLE,
+        ):
             for job, task, ids in states.get(state, []):
-                if task is None or (job._sis_id(), state) in self.reported:
+                if task is None:
                     continue
-                self.reported.add((job._sis_id(), state))
+                key = (job._sis_id(), state, task.name(), task.submit_count())
+                if key in self.reported:
+                    continue
+                self.reported.add(key)
                 if state == State.ERROR:
                     gs.on_job_failure(job)
                 for i in ids:
-                    reason = ""
-                    if os.path.exists(task.path("error", i)):
-                        with open(task.path("error", i), encoding="utf-8", errors="replace") as f:
-                            reason = (f.read().strip().splitlines() or [""])[0]
                     self._print(
-                        f"  {state}: {self._name(job)} {task.name()}.{i}: {reason}\n"
+                        f"  {state}: {self._name(job)} {task.name()}.{i}: {task.failure_reason(i)}\n"
                         f"      log: {task.path('log', i)}"
                     )
 

@@ -389,7 +389,8 @@ class ReturnnTrainingJob(Job):
 class GetBestPtCheckpointJob(Job):
     """The checkpoint of the epoch with the lowest ``key`` score (``index``: 0 best, 1 second best...).
 
-    Outputs ``out_epoch`` (Variable) and ``out_checkpoint`` (PtCheckpoint ``checkpoint.pt``, a hard link).
+    Outputs ``out_epoch`` (Variable) and ``out_checkpoint`` (PtCheckpoint ``checkpoint.pt``, a copy of the
+    epoch's file: a hard link would share damage between the two).
     """
 
     def __init__(self, model_dir: tk.Path, learning_rates: tk.Path, key: str, index: int = 0) -> None:
@@ -421,8 +422,7 @@ class GetBestPtCheckpointJob(Job):
         _, epoch = sorted(scored)[self.index]
         source = os.path.join(self.model_dir.get_path(), f"epoch.{epoch:03d}.pt")
         target = self.out_checkpoint.path.get_path()
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copy(source, target)
+        # a copy, not a hard link: damaging (or rewriting) one file must not damage the other
+        shutil.copyfile(source, f"{target}.tmp")
+        os.replace(f"{target}.tmp", target)
         self.out_epoch.set(epoch)

@@ -12,6 +12,7 @@ Sisyphus, so a ``job.save`` written by either core holds paths the other can rea
 
 from __future__ import annotations
 
+import ast
 import gzip
 import logging
 import os
@@ -241,6 +242,23 @@ class Path(AbstractPath):
             return sum(1 for _ in f)
 
 
+_NON_FINITE = {"nan": float("nan"), "inf": float("inf")}
+
+
+def literal_with_nan(text: str) -> Any:
+    """A Python literal (``ast.literal_eval``) in which ``nan`` and ``inf`` (as ``repr`` writes them) are
+    floats: no names, calls (except ``set()``), attributes or builtins, so a file cannot run code."""
+    tree = ast.parse(text.strip(), mode="eval")
+
+    class _Floats(ast.NodeTransformer):
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            if node.id in _NON_FINITE:
+                return ast.copy_location(ast.Constant(_NON_FINITE[node.id]), node)
+            return node  # literal_eval refuses it (except ``set`` of ``set()``)
+
+    return ast.literal_eval(_Floats().visit(tree))
+
+
 class Variable(AbstractPath):
     """A Python value produced by a job, stored as ``repr`` (or a gzip pickle) in a file."""
 
@@ -270,7 +288,10 @@ class Variable(AbstractPath):
                 return pickle.load(f)
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        return eval(text, {"nan": float("nan"), "inf": float("inf")})
+        try:
+            return literal_with_nan(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+            raise ValueError(f"Variable {path}: not a Python literal ({e}): {text[:200]!r}") from None
 
     def set(self, value: Any) -> None:
         """Store ``value`` (atomically: written to a temporary file, then renamed)."""

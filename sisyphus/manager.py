@@ -309,6 +309,28 @@ class Manager:
                         f"      log: {task.path('log', i)}"
                     )
 
+    def report_missing_outputs(self) -> int:
+        """Registered outputs whose job finished but whose file is gone (deleted by hand, a damaged
+        disk): reported once each; returns how many there are now."""
+        from sisyphus.graph import OutputTarget
+
+        missing = 0
+        for target in self.graph.targets:
+            if not isinstance(target, OutputTarget) or target.path.creator is None:
+                continue
+            path = target.path.get_path()
+            if not target.done() or os.path.exists(path):
+                continue
+            missing += 1
+            key = ("missing", path)
+            if key not in self.reported:
+                self.reported.add(key)
+                self._print(
+                    f"  missing output: output/{target.name} -> {path}: job {self._name(target.path.creator)} "
+                    f"finished but the file is gone; move the job directory aside (or delete it) to rerun it"
+                )
+        return missing
+
     # --- main loop -----------------------------------------------------------------------
     def targets_done(self) -> bool:
         targets = self.targets if self.targets is not None else self.graph.targets
@@ -360,9 +382,15 @@ class Manager:
             self.graph.update_targets()
             self.display(states)
             self.report_problems(states)
+            missing = self.report_missing_outputs()
             if self.targets_done():
                 self.cleanup([j for j, _, _ in states.get(State.FINISHED, [])], force=True)
-                self._print("All targets are done.")
+                if missing:
+                    self._print(
+                        f"All targets are done. But {missing} registered output(s) are missing (see above)."
+                    )
+                else:
+                    self._print("All targets are done.")
                 return 0
             self.cleanup([j for j, _, _ in states.get(State.FINISHED, [])])
             if not self.start:

@@ -185,3 +185,45 @@ def test_read_only_work_dir_is_a_one_line_error(sis_project):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("sis m")]
     assert len(errors) == 1 and "Read-only file system" in errors[0], proc.stderr
     assert str(work) in errors[0]
+
+
+def test_missing_output_of_a_finished_job_is_reported(sis_project):
+    cfg = sis_project.write_config("""
+        from sisyphus import tk
+        from recipe.toy import SleepJob
+        def py():
+            tk.register_output("a.txt", SleepJob("a", sleep=0).out)
+    """)
+    first = sis_project.sis("m", cfg, "-r", check=True)
+    assert "missing output" not in first.stdout
+    target = os.path.realpath(sis_project.root / "output" / "a.txt")
+    os.unlink(target)
+    again = sis_project.sis("m", cfg, "-r", check=True)
+    assert (
+        "missing output: output/a.txt -> " in again.stdout and "finished but the file is gone" in again.stdout
+    )
+    assert "1 registered output(s) are missing" in again.stdout
+
+
+def test_variable_is_parsed_as_a_literal_never_run(tmp_path):
+    import math
+
+    import pytest
+
+    from sisyphus.job_path import Variable
+
+    var = Variable(str(tmp_path / "v"))
+    var.set({"wer": float("nan"), "best": -float("inf"), "epochs": (1, 2), "tags": {"a"}, "none": None})
+    value = var.get()
+    assert math.isnan(value["wer"]) and value["best"] == -math.inf and value["epochs"] == (1, 2)
+    assert value["tags"] == {"a"} and value["none"] is None
+    pwned = tmp_path / "PWNED"
+    for payload in (
+        f"__import__('os').system('touch {pwned}')",
+        f"open({str(pwned)!r}, 'w')",
+        "().__class__",
+    ):
+        (tmp_path / "v").write_text(payload)
+        with pytest.raises(ValueError, match="not a Python literal"):
+            var.get()
+    assert not pwned.exists()

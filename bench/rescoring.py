@@ -106,8 +106,10 @@ def score(model, batches: dict, k: int, method: str, seed: int, cache: bool = Tr
 def print_speed(
     models: dict, test_nbest: dict, spm: str, ks: tuple[int, ...], repeats: int, flop_utterances: int
 ) -> None:
-    """hypotheses/s (wall clock, best of ``repeats``) and GFLOP per hypothesis (torch's FlopCounterMode
-    over the first ``flop_utterances`` utterances: matmuls and attention, independent of machine load)."""
+    """hypotheses/s (wall clock, best of ``repeats``), CPU time per hypothesis (process time, best of
+    ``repeats``: with one thread less affected by other load than the wall clock) and GFLOP per
+    hypothesis (torch's FlopCounterMode over the first ``flop_utterances`` utterances: matmuls and
+    attention, independent of machine load)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     batches = encode(test_nbest, spm)
@@ -119,33 +121,36 @@ def print_speed(
         f"{torch.get_num_threads()} threads, best of {repeats}; GFLOP over {flop_hyps} hypotheses)\n"
     )
     print(
-        "| LM | K | hypotheses/s | time per hypothesis vs AR | GFLOP per hypothesis | FLOPs vs AR |\n"
-        "|---|---|---|---|---|---|"
+        "| LM | K | hypotheses/s | time per hypothesis vs AR | CPU ms per hypothesis | CPU vs AR "
+        "| GFLOP per hypothesis | FLOPs vs AR |\n|---|---|---|---|---|---|---|---|"
     )
     ar = None
 
     def measure(model, k, cache=True):
-        best = math.inf
+        best, cpu = math.inf, math.inf
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             score(model, batches, k, "shared", 0, cache)
             best = min(best, time.perf_counter() - start)
+            cpu = min(cpu, time.process_time() - start_cpu)
         counter = FlopCounterMode(display=False)
         with counter:
             score(model, flop_batches, k, "shared", 0, cache)
-        return num_hyps / best, counter.get_total_flops() / flop_hyps / 1e9
+        return num_hyps / best, counter.get_total_flops() / flop_hyps / 1e9, 1000 * cpu / num_hyps
 
     for name, (config, model) in models.items():
         if not config.is_diffusion:
             ar = measure(model, 1)
-            print(f"| {name} | exact | {ar[0]:.0f} | 1.00x | {ar[1]:.4f} | 1.00x |", flush=True)
+            print(f"| {name} | exact | {ar[0]:.0f} | 1.00x | {ar[2]:.2f} | 1.00x | {ar[1]:.4f} | 1.00x |")
             continue
         for k in ks:
             for cache in (True, False) if config.kind == "bd3lm" and k == 10 else (True,):
-                r, g = measure(model, k, cache)
+                r, g, c = measure(model, k, cache)
                 label = name if cache else f"{name} (no x_0 reuse, as before)"
                 print(
-                    f"| {label} | {k} | {r:.0f} | {ar[0] / r:.2f}x | {g:.4f} | {g / ar[1]:.2f}x |", flush=True
+                    f"| {label} | {k} | {r:.0f} | {ar[0] / r:.2f}x | {c:.2f} | {c / ar[2]:.2f}x | {g:.4f} "
+                    f"| {g / ar[1]:.2f}x |",
+                    flush=True,
                 )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import gzip
 import json
 import os
 import random
@@ -112,9 +113,23 @@ def run_with_faults(root: Path, kills: int, seed: int, log_path: Path) -> dict:
     return {"kills": done_kills, "survivors": survivors, "manager_runs": runs}
 
 
+def _normalized(path: Path, root: Path) -> bytes:
+    """A file's content without what differs between two identical runs in other directories: gzip
+    headers (mtime), the project root in paths, RETURNN's ``:meta:`` entries (times) in learning-rate
+    files."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    data = data.replace(str(root).encode(), b"<ROOT>")
+    if path.name == "learning_rates":
+        data = b"\n".join(line for line in data.split(b"\n") if b"':meta:" not in line)
+    return data
+
+
 def compare_outputs(ref: Path, test: Path) -> dict:
-    """Byte comparison of every file under ``output/`` (links followed)."""
-    same, different, missing = [], [], []
+    """Every file under ``output/`` (links followed): identical bytes, identical after normalisation
+    (``_normalized``), different, or missing."""
+    same, normalized_same, different, missing = [], [], [], []
     for dirpath, _, files in os.walk(ref / "output", followlinks=True):
         for name in files:
             rel = os.path.relpath(os.path.join(dirpath, name), ref / "output")
@@ -123,9 +138,16 @@ def compare_outputs(ref: Path, test: Path) -> dict:
                 missing.append(rel)
             elif filecmp.cmp(ref / "output" / rel, other, shallow=False):
                 same.append(rel)
+            elif _normalized(ref / "output" / rel, ref) == _normalized(other, test):
+                normalized_same.append(rel)
             else:
                 different.append(rel)
-    return {"identical": len(same), "different": different, "missing": missing}
+    return {
+        "identical": len(same),
+        "identical_after_normalization": normalized_same,
+        "different": sorted(different),
+        "missing": missing,
+    }
 
 
 def main() -> int:
@@ -134,12 +156,42 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("/tmp/fault_injection"))
     parser.add_argument("--reference", type=Path, help="an earlier uninterrupted project root to reuse")
+    parser.add_argument(
+        "--copy-jobs",
+        nargs="*",
+        default=[],
+        metavar="CLASS",
+        help="finished jobs of these classes (e.g. DemoNBestJob, not reproducible even without faults) are "
+        "copied from --reference into the faulted project before it starts, so that what depends on them can "
+        "be compared",
+    )
+    parser.add_argument(
+        "--compare-only",
+        nargs=2,
+        type=Path,
+        metavar=("REFERENCE", "FAULTED"),
+        help="only compare two project roots",
+    )
     args = parser.parse_args()
+    if args.compare_only:
+        cmp = compare_outputs(*args.compare_only)
+        print(json.dumps(cmp, indent=1))
+        return 0 if not cmp["different"] and not cmp["missing"] else 1
     if args.out.exists():
         shutil.rmtree(args.out)
     args.out.mkdir(parents=True)
     t0 = time.time()
     faulted = make_project(args.out / "faulted")
+    if args.copy_jobs:
+        if args.reference is None:
+            parser.error("--copy-jobs needs --reference")
+        for name in args.copy_jobs:
+            for src in sorted((args.reference / "work").glob(f"**/{name}.*")):
+                if ".cleared." in src.name or not (src / "output").is_dir():
+                    continue
+                dst = faulted / "work" / src.relative_to(args.reference / "work")
+                shutil.copytree(src, dst, symlinks=True)
+                print(f"copied {src.relative_to(args.reference)} from the reference", flush=True)
     result = run_with_faults(faulted, args.kills, args.seed, args.out / "faulted_manager.log")
     t1 = time.time()
     ref = args.reference
@@ -164,7 +216,8 @@ def main() -> int:
     print(
         f"{len(result['kills'])} kills, {len(result['survivors'])} with surviving processes, "
         f"{len(result['manager_runs'])} manager run(s) (last exit {result['manager_runs'][-1]['rc']}); "
-        f"outputs: {cmp['identical']} identical, different {cmp['different']}, missing {cmp['missing']}; "
+        f"outputs: {cmp['identical']} identical, {len(cmp['identical_after_normalization'])} identical after "
+        f"normalisation, different {cmp['different']}, missing {cmp['missing']}; "
         f"{result['seconds']} -> {'OK' if ok else 'FAILED'}",
         flush=True,
     )

@@ -20,6 +20,7 @@ import gzip
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -115,12 +116,14 @@ def run_with_faults(root: Path, kills: int, seed: int, log_path: Path) -> dict:
 
 def _normalized(path: Path, root: Path) -> bytes:
     """A file's content without what differs between two identical runs in other directories: gzip
-    headers (mtime), the project root in paths, RETURNN's ``:meta:`` entries (times) in learning-rate
-    files."""
+    headers (mtime), the project root in paths (and the width of sclite's table columns that follows
+    from it), RETURNN's ``:meta:`` entries (times) in learning-rate files."""
     data = path.read_bytes()
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     data = data.replace(str(root).encode(), b"<ROOT>")
+    if path.name.startswith("sclite."):  # sclite sizes its tables' columns to the (root's) path length
+        data = re.sub(rb"[ \t\-=]+", b" ", data)
     if path.name == "learning_rates":
         data = b"\n".join(line for line in data.split(b"\n") if b"':meta:" not in line)
     return data

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in _DISK_ERRNOS:
             raise
         # a read-only, full or foreign work dir: one line that says which file and why, no traceback
-        where = f" {e.filename}" if e.filename else ""
+        where = f" {e.filename}" if e.filename else f" in {os.path.abspath(gs.WORK_DIR)}"
         print(
             f"sis {args.command_name}: cannot write{where}: {e.strerror} "
             f"({errno.errorcode.get(e.errno, e.errno)}); make the work directory writable or free space, "

@@ -9,6 +9,8 @@ import os
 import signal
 import time
 
+import pytest
+
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:
     end = time.time() + timeout
@@ -153,27 +155,32 @@ def _unshare_works() -> bool:
         return False
 
 
-def test_read_only_work_dir_is_a_one_line_error(sis_project):
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_read_only_or_full_work_dir_is_a_one_line_error(sis_project, fault):
     import shlex
     import subprocess
     import sys
 
-    import pytest
-
     if not _unshare_works():
-        pytest.skip("needs `unshare -m` (a mount namespace) to mount the work dir read-only")
+        pytest.skip(
+            "needs `unshare -m` (a mount namespace) to mount the work dir read-only or as a full tmpfs"
+        )
     cfg = sis_project.write_config("""
         from sisyphus import tk
         from recipe.toy import SleepJob
         def py():
             tk.register_output("a.txt", SleepJob("a", sleep=0).out)
     """)
-    work = sis_project.root / "work"
-    work.mkdir()
+    work = shlex.quote(str(sis_project.root / "work"))
+    (sis_project.root / "work").mkdir()
+    mount = (
+        f"mount --bind -o ro {work} {work}"
+        if fault == "read-only"
+        else f"mount -t tmpfs -o size=256k tmpfs {work} && (dd if=/dev/zero of={work}/fill bs=4k 2>/dev/null; true)"
+    )
     sis = shlex.join([sys.executable, "-m", "sisyphus", "m", cfg, "-r"])
-    script = f"mount --bind -o ro {shlex.quote(str(work))} {shlex.quote(str(work))} && {sis}"
     proc = subprocess.run(
-        ["unshare", "-m", "sh", "-c", script],
+        ["unshare", "-m", "sh", "-c", f"{mount} && {sis}"],
         cwd=sis_project.root,
         env=sis_project.env(),
         capture_output=True,
@@ -183,8 +190,8 @@ def test_read_only_work_dir_is_a_one_line_error(sis_project):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("sis m")]
-    assert len(errors) == 1 and "Read-only file system" in errors[0], proc.stderr
-    assert str(work) in errors[0]
+    expected = "Read-only file system" if fault == "read-only" else "No space left on device"
+    assert len(errors) == 1 and expected in errors[0], proc.stderr
 
 
 def test_missing_output_of_a_finished_job_is_reported(sis_project):
@@ -207,8 +214,6 @@ def test_missing_output_of_a_finished_job_is_reported(sis_project):
 
 def test_variable_is_parsed_as_a_literal_never_run(tmp_path):
     import math
-
-    import pytest
 
     from sisyphus.job_path import Variable
 

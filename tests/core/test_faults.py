@@ -232,3 +232,34 @@ def test_variable_is_parsed_as_a_literal_never_run(tmp_path):
         with pytest.raises(ValueError, match="not a Python literal"):
             var.get()
     assert not pwned.exists()
+
+
+def test_orphan_of_a_dead_worker_counts_as_running_and_is_never_doubled(sis_project):
+    """Manager and worker both killed (no engine left to reap the task): the task's child in its own
+    session keeps running; a new manager shows the task as running instead of starting a second child,
+    and resumes it once the orphan has ended."""
+    cfg = sis_project.write_config("""
+        from sisyphus import tk
+        from recipe.toy import SpawnJob
+        def py():
+            tk.register_output("count.txt", SpawnJob(30, step_time=0.2).out)
+    """)
+    manager = sis_project.sis_background("m", cfg, "-r")
+    try:
+        _wait_for(lambda: (d := _job_dir(sis_project, "SpawnJob.*")) and _read_int(f"{d}/work/ckpt") >= 3)
+        job_dir = _job_dir(sis_project, "SpawnJob.*")
+        worker = json.load(open(f"{job_dir}/usage.run.1"))["pid"]
+        manager.kill()
+        manager.wait()
+        os.kill(worker, signal.SIGKILL)
+    finally:
+        if manager.poll() is None:
+            manager.kill()
+    orphan = int(open(f"{job_dir}/work/children").read().split()[0])
+    assert _alive(orphan)
+    proc = sis_project.sis("m", cfg, "-r", check=True)
+    assert "running: toy/SpawnJob" in proc.stdout, proc.stdout
+    children = [int(p) for p in open(f"{job_dir}/work/children").read().split()]
+    assert children[0] == orphan and len(children) == 2
+    assert not os.path.exists(f"{job_dir}/work/CONCURRENT"), "two children ran at once"
+    assert open(f"{job_dir}/output/count.txt").read() == "30"

@@ -51,6 +51,19 @@ def run_returnn_forward(
     subprocess.check_call([python, "-m", "returnn", "returnn.config"], env=env)
 
 
+def check_finite_scores(scores: dict[str, list[float]], source: str) -> list[str]:
+    """Report lines (also printed as warnings) for NaN/inf LM scores; a ValueError if no score is finite."""
+    values = [v for hyp_scores in scores.values() for v in hyp_scores]
+    bad = [(tag, v) for tag, hyp_scores in scores.items() for v in hyp_scores if not math.isfinite(v)]
+    if values and len(bad) == len(values):
+        raise ValueError(f"{source}: every LM score is non-finite (e.g. {bad[0][1]} for {bad[0][0]})")
+    if not bad:
+        return []
+    line = f"WARNING: {len(bad)} of {len(values)} LM scores are non-finite, e.g. {bad[0][1]} for {bad[0][0]}"
+    print(line, flush=True)
+    return [line]
+
+
 class ComputePerplexityJob(Job):
     """Perplexity of an LM on a RETURNN dataset: exact for the AR LM, the NELBO bound for diffusion LMs.
 
@@ -245,7 +258,9 @@ class RescoreNBestJob(Job):
                 for tag, hyps in nbest.items()
                 if hyps and done.get(tag, [t for _, t in hyps]) is None
             }
-        report.append(f"{len(nbest) - len(remaining)} utterances already scored by an earlier run")
+        resumed = sum(1 for hyps in nbest.values() if hyps) - len(remaining)
+        if resumed:
+            report.append(f"{resumed} utterances already scored by an earlier run (resumed)")
         if remaining:
             write_search_output("remaining.py.gz", remaining)
             vocab = {"class": "SentencePieces", "model_file": self.spm_model, "add_eos": True}
@@ -280,6 +295,7 @@ class RescoreNBestJob(Job):
         missing = [tag for tag, s in scores.items() if s is None]
         if missing:
             raise RuntimeError(f"RETURNN returned no scores for {len(missing)} utterances, e.g. {missing[0]}")
+        report += check_finite_scores(scores, str(self.hypothesis_file))
         write_search_output(self.out_lm_scores.get_path(), nbest_with_scores(nbest, scores))
         with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
             f.write("\n".join(report) + "\n")

@@ -1,0 +1,108 @@
+"""``kill -9`` of the worker while real RETURNN trains: no RETURNN process of the task survives, the
+manager resubmits it, and at no time do two RETURNN trainings of the job run at once."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.pipeline_run import REPO
+
+CONFIG = """
+from config.pipeline import lm_returnn_config
+from jobs.returnn import ReturnnTrainingJob
+from recipe.lm.config import LmConfig, preset_dims
+from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from sisyphus import tk
+
+
+def py():
+    spm = tk.Path({spm!r})
+    config = LmConfig(kind="ar", vocab_size={vocab}, eos_id={eos}, max_seq_len=16, **preset_dims("tiny"))
+    returnn_config = lm_returnn_config(
+        config,
+        train_dataset=lm_train_dataset(tk.Path({train!r}), spm, partition_epoch=1),
+        dev_dataset=text_ogg_zip_dev_dataset(tk.Path({dev!r}), spm),
+        learning_rate=1e-3,
+        warmup_steps=5,
+        batch_size=100,
+    )
+    job = ReturnnTrainingJob(returnn_config, num_epochs=4, device="cpu", cpu_rqmt=1)
+    tk.register_output("learning_rates", job.out_learning_rates)
+"""
+
+
+def _returnn_pids(job_dir: str) -> list[int]:
+    """Processes running RETURNN on this job's config (matched by their command line)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"returnn" in cmdline and any(job_dir.encode() in part for part in cmdline) and state not in "ZX":
+            pids.append(int(entry))
+    return pids
+
+
+def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_path, tiny_lm_data):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "settings.py", root / "settings.py")
+    (root / "kill_test.py").write_text(
+        CONFIG.format(
+            spm=str(tiny_lm_data.spm_model),
+            vocab=tiny_lm_data.vocab_size,
+            eos=tiny_lm_data.eos_id,
+            train=str(tiny_lm_data.train_text),
+            dev=str(tiny_lm_data.dev_ogg_zip),
+        )
+    )
+    manager = subprocess.Popen(
+        [sys.executable, "-m", "sisyphus", "m", "kill_test.py", "-r"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    most_at_once = 0
+    try:
+        deadline = time.time() + 600
+        job_dir = None
+        while time.time() < deadline and not (job_dir and _returnn_pids(job_dir)):
+            found = glob.glob(str(root / "work" / "jobs" / "returnn" / "ReturnnTrainingJob.*"))
+            job_dir = found[0] if found else None
+            time.sleep(0.2)
+        first = _returnn_pids(job_dir)
+        assert first, "RETURNN never started"
+        time.sleep(3)  # let it train for a moment
+        worker = json.load(open(f"{job_dir}/usage.run.1"))["pid"]
+        os.kill(worker, signal.SIGKILL)
+        end = time.time() + 30
+        while time.time() < end and any(p in _returnn_pids(job_dir) for p in first):
+            time.sleep(0.2)
+        assert not any(p in _returnn_pids(job_dir) for p in first), "RETURNN survived its worker"
+        while manager.poll() is None and time.time() < deadline:
+            most_at_once = max(most_at_once, len(_returnn_pids(job_dir)))
+            time.sleep(0.2)
+        out = manager.communicate(timeout=60)[0]
+    finally:
+        if manager.poll() is None:
+            manager.kill()
+    assert manager.returncode == 0, out[-3000:]
+    assert most_at_once == 1  # the resubmitted training, and only it
+    assert not _returnn_pids(job_dir)
+    assert sorted(glob.glob(str(Path(job_dir) / "output" / "models" / "epoch.00[1-4].pt")))[-1].endswith(
+        "epoch.004.pt"
+    )

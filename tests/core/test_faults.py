@@ -7,18 +7,14 @@ import glob
 import json
 import os
 import signal
-import time
 
 import pytest
 
+from tests.sis_project import wait_for
+
 
 def _wait_for(predicate, timeout: float = 60.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
+    wait_for(predicate, timeout)
 
 
 def _alive(pid: int) -> bool:

@@ -6,7 +6,8 @@ import glob
 import json
 import os
 import signal
-import time
+
+from tests.sis_project import wait_for
 
 DIAMOND = """
 from sisyphus import tk
@@ -58,15 +59,6 @@ def test_diamond_with_parallel_branches_honours_rqmt(sis_project):
     assert "finished(5)" in again.stdout and "queue" not in again.stdout
 
 
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 def _worker_pid(job_dir: str) -> int:
     return json.load(open(os.path.join(job_dir, "usage.run.1")))["pid"]
 
@@ -89,7 +81,7 @@ def test_kill_minus_9_resumes_resumable_task(sis_project):
             return True
         return False
 
-    _wait_for(started)
+    wait_for(started)
     os.kill(_worker_pid(job_dir), signal.SIGKILL)
     out, _ = manager.communicate(timeout=60)
     assert manager.returncode == 0, out
@@ -108,7 +100,7 @@ def test_kill_minus_9_of_non_resumable_task_is_interrupted_never_finished(sis_pr
     """)
     manager = sis_project.sis_background("m", cfg, "-r")
     pattern = str(sis_project.root / "work/toy/CountJob.*/usage.run.1")
-    _wait_for(lambda: bool(glob.glob(pattern)))
+    wait_for(lambda: bool(glob.glob(pattern)))
     job_dir = os.path.dirname(glob.glob(pattern)[0])
     os.kill(_worker_pid(job_dir), signal.SIGKILL)
     out, _ = manager.communicate(timeout=60)

@@ -63,12 +63,7 @@ def combine_scores(
     length_scale: float,
 ) -> np.ndarray:
     """``first_pass + lm_scale * lm + length_scale * num_words`` elementwise, NaN mapped to -inf."""
-    combined = np.asarray(first_pass, dtype=np.float64) + length_scale * np.asarray(
-        num_words, dtype=np.float64
-    )
-    if lm_scale != 0:
-        combined = combined + lm_scale * np.asarray(lm, dtype=np.float64)
-    return np.where(np.isnan(combined), -np.inf, combined)
+    return combine_multi(first_pass, [lm], num_words, [lm_scale], length_scale)
 
 
 def combine_multi(
@@ -80,7 +75,7 @@ def combine_multi(
 ) -> np.ndarray:
     """``first_pass + length_scale * num_words + sum_k lm_scales[k] * lms[k]`` elementwise (terms of LMs
     with scale 0 left out, in this order of summation), NaN mapped to -inf; with one LM the same numbers
-    as :func:`combine_scores`."""
+    as :func:`combine_scores` (which is this with one LM)."""
     if len(lm_scales) != len(lms):
         raise ValueError(f"{len(lm_scales)} LM scales for {len(lms)} LM score lists")
     combined = np.asarray(first_pass, dtype=np.float64) + length_scale * np.asarray(
@@ -94,17 +89,7 @@ def combine_multi(
 
 def rescore(nbest: NBest, lm_scores: LmScores, lm_scale: float, length_scale: float) -> dict[str, str | None]:
     """The best hypothesis text per tag under the combined score (None for an empty n-best list)."""
-    _check_lm_scores(nbest, lm_scores)
-    result: dict[str, str | None] = {}
-    for tag, hyps in nbest.items():
-        if not hyps:
-            result[tag] = None
-            continue
-        combined = combine_scores(
-            [s for s, _ in hyps], lm_scores[tag], [len(t.split()) for _, t in hyps], lm_scale, length_scale
-        )
-        result[tag] = hyps[int(np.argmax(combined))][1]
-    return result
+    return rescore_combination(nbest, [lm_scores], [lm_scale], length_scale)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from recipe.asr.score_combination import (
     evaluate_rescoring,
     format_trace,
     format_tuning_grid,
-    rescore,
     rescore_combination,
     tune_combination,
     tune_scales,
@@ -265,22 +264,7 @@ class ApplyScoreCombinationJob(Job):
 
     def run(self) -> None:
         lm_scale, length_scale = float(_value(self.lm_scale)), float(_value(self.length_scale))
-        nbest, lm_scores = _read_lm_scores(self.nbest, self.lm_scores)
-        nbest = _normalized_nbest(nbest, self.normalize)
-        references = _normalized_refs(read_text_dict(self.references), self.normalize)
-        results = evaluate_rescoring(nbest, lm_scores, references, lm_scale, length_scale)
-        best = rescore(nbest, lm_scores, lm_scale, length_scale)
-        write_search_output(self.out_search_results.get_path(), {t: x or "" for t, x in best.items()})
-        rescored = results["rescored"]
-        with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
-            f.write(
-                f"lm_scale {lm_scale:g}, length_scale {length_scale:g}\n\n" + format_summary(results) + "\n\n"
-            )
-            f.writelines(f"WARNING: {w}\n" for w in rescored.warnings)
-            f.write("\n".join(format_alignment(t, a) for t, a in rescored.alignments.items()))
-        self.out_first_pass_wer.set(results["first-pass"].wer)
-        self.out_oracle_wer.set(results["oracle"].wer)
-        self.out_wer.set(rescored.wer)
+        _apply_combination(self, [self.lm_scores], [lm_scale], length_scale, f"lm_scale {lm_scale:g}")
 
 
 def _read_all_lm_scores(
@@ -402,24 +386,33 @@ class ApplyLmCombinationJob(Job):
     def run(self) -> None:
         lm_scales = [float(x) for x in _value(self.lm_scales)]
         length_scale = float(_value(self.length_scale))
-        nbest, lm_scores = _read_all_lm_scores(self.nbest, self.lm_scores)
-        nbest = _normalized_nbest(nbest, self.normalize)
-        references = _normalized_refs(read_text_dict(self.references), self.normalize)
-        results = evaluate_combination(nbest, lm_scores, references, lm_scales, length_scale)
-        best = rescore_combination(nbest, lm_scores, lm_scales, length_scale)
-        write_search_output(self.out_search_results.get_path(), {t: x or "" for t, x in best.items()})
-        rescored = results["rescored"]
-        with open(self.out_report.get_path(), "w", encoding="utf-8") as f:
-            f.write(
-                f"lm_scales {', '.join(f'{x:g}' for x in lm_scales)}, length_scale {length_scale:g}\n\n"
-                + format_summary(results)
-                + "\n\n"
-            )
-            f.writelines(f"WARNING: {w}\n" for w in rescored.warnings)
-            f.write("\n".join(format_alignment(t, a) for t, a in rescored.alignments.items()))
-        self.out_first_pass_wer.set(results["first-pass"].wer)
-        self.out_oracle_wer.set(results["oracle"].wer)
-        self.out_wer.set(rescored.wer)
+        scales = f"lm_scales {', '.join(f'{x:g}' for x in lm_scales)}"
+        _apply_combination(self, self.lm_scores, lm_scales, length_scale, scales)
+
+
+def _apply_combination(
+    job: ApplyScoreCombinationJob | ApplyLmCombinationJob,
+    lm_paths: Sequence[tk.Path],
+    lm_scales: Sequence[float],
+    length_scale: float,
+    scales_text: str,
+) -> None:
+    """The run of both apply jobs: rescore ``job.nbest`` with the LM score files, write the search
+    results, the report (``scales_text`` heads it) and the first-pass / oracle / rescored WERs."""
+    nbest, lm_scores = _read_all_lm_scores(job.nbest, lm_paths)
+    nbest = _normalized_nbest(nbest, job.normalize)
+    references = _normalized_refs(read_text_dict(job.references), job.normalize)
+    results = evaluate_combination(nbest, lm_scores, references, lm_scales, length_scale)
+    best = rescore_combination(nbest, lm_scores, lm_scales, length_scale)
+    write_search_output(job.out_search_results.get_path(), {t: x or "" for t, x in best.items()})
+    rescored = results["rescored"]
+    with open(job.out_report.get_path(), "w", encoding="utf-8") as f:
+        f.write(f"{scales_text}, length_scale {length_scale:g}\n\n" + format_summary(results) + "\n\n")
+        f.writelines(f"WARNING: {w}\n" for w in rescored.warnings)
+        f.write("\n".join(format_alignment(t, a) for t, a in rescored.alignments.items()))
+    job.out_first_pass_wer.set(results["first-pass"].wer)
+    job.out_oracle_wer.set(results["oracle"].wer)
+    job.out_wer.set(rescored.wer)
 
 
 class TextDictToStmJob(Job):

@@ -215,14 +215,7 @@ def evaluate_rescoring(
     Only the n-best tags are scored (``expect_full=False``); n-best tags missing from the references
     raise ValueError before anything is scored.
     """
-    _check_lm_scores(nbest, lm_scores)
-    return {
-        "first-pass": compute_wer(references, take_best(nbest), expect_full=False),
-        "oracle": compute_wer(references, oracle_texts(nbest, references), expect_full=False),
-        "rescored": compute_wer(
-            references, rescore(nbest, lm_scores, lm_scale, length_scale), expect_full=False
-        ),
-    }
+    return evaluate_combination(nbest, [lm_scores], references, [lm_scale], length_scale)
 
 
 # --- several LMs -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 from jobs.returnn import PtCheckpoint, ReturnnConfig, ReturnnTrainingJob, project_root
 from recipe.lm.config import LmConfig
+from recipe.returnn_glue.datasets import DEPTH_EXTERN_DATA
 from sisyphus import tk
 
 # The RETURNN config imports the training functions from the project's recipe/. The import line
@@ -20,6 +21,17 @@ from recipe.returnn_glue.train_step import dynamic_learning_rate, get_model, tra
 RETURNN_EPILOG_HASH = (
     "recipe.returnn_glue.train_step: get_model, train_step, dynamic_learning_rate (linear warmup)"
 )
+
+
+def lm_extern_data(lm_config: LmConfig) -> dict[str, Any]:
+    """The token ids (``data``), and with ``depth_mode`` the depth features and their ids (the keys of
+    ``recipe.returnn_glue.datasets.text_ogg_zip_depth_dataset``, which train and dev data must then be)."""
+    extern_data: dict[str, Any] = {"data": {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}}
+    if lm_config.depth_mode == "dependency":
+        depth_key, ids_key = DEPTH_EXTERN_DATA
+        extern_data[depth_key] = {"dim": 1, "dtype": "float32"}
+        extern_data[ids_key] = {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}
+    return extern_data
 
 
 def lm_returnn_config(
@@ -43,7 +55,7 @@ def lm_returnn_config(
     config: dict[str, Any] = {
         "backend": "torch",
         "lm_config": lm_config,
-        "extern_data": {"data": {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}},
+        "extern_data": lm_extern_data(lm_config),
         "train": train_dataset,
         "dev": dev_dataset,
         "batch_size": batch_size,

@@ -160,10 +160,12 @@ def _lookup(config: dict[str, Any], key: str, source: str) -> Any:
 
 
 def _load_tensors(path: Path, what: str) -> Any:
-    """torch.load(weights_only=True) with the inert records; clear errors for missing / corrupt files."""
+    """torch.load(weights_only=True) with the inert records, memory-mapped (reading the config of a 2 GB
+    checkpoint when the graph is built touches only what it reads); clear errors for missing / corrupt
+    files."""
     try:
         with torch.serialization.safe_globals(_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {path} does not exist") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from recipe.lm import bd3lms_checkpoints as bc
 from recipe.lm.build import build_model
@@ -241,8 +241,6 @@ def test_export_import_round_trip_is_exact(tmp_path: Path, outputs: dict, case: 
     exported = json.loads((tmp_path / "export" / "config.json").read_text())
     assert (exported["model_type"], exported["model_length"], exported["vocab_size"]) == (config.kind, 16, 51)
     # the exported tensors are the reference's own names and values (the fixture's plain state dict)
-    from safetensors.torch import load_file
-
     reference = torch.load(FIXTURE / f"{case}.backbone_state_dict.pt", weights_only=True)
     written = load_file(tmp_path / "export" / "model.safetensors")
     for key, value in reference.items():
@@ -311,3 +309,45 @@ def test_layout_mdlm_scores_and_bd3lm_refuses(outputs: dict) -> None:
     _, bd3 = imported("bd3lm_bs4")
     with pytest.raises(ValueError, match="bd3lms layout"):
         nelbo_samples(bd3, *batch(outputs), num_samples=2)
+
+
+def test_compiled_prefix_and_ema_order(tmp_path: Path) -> None:
+    """torch.compile's ``_orig_mod.`` inside the keys is stripped; an EMA list that does not follow the
+    parameter order is an error, not a silent mix-up."""
+    hf = hf_dir_from_backbone_state(tmp_path, "mdlm")
+    state = load_file(hf / "model.safetensors")
+    save_file(
+        {k.replace("backbone.", "backbone._orig_mod."): v for k, v in state.items()}, hf / "model.safetensors"
+    )
+    _, compiled = bc.import_checkpoint(hf)
+    _, lightning = bc.import_checkpoint(FIXTURE / "mdlm.lightning.ckpt")
+    assert all(torch.equal(compiled[k], lightning[k]) for k in lightning)
+    ckpt = bc.read_lightning_checkpoint(FIXTURE / "mdlm.lightning.ckpt")
+    assert all(
+        torch.equal(ckpt.ema[k], v)
+        for k, v in torch.load(FIXTURE / "mdlm.backbone_state_dict.pt", weights_only=True).items()
+        if k in ckpt.ema
+    )
+
+
+def test_layout_time_conditioning_uses_block_0_sigma(outputs: dict) -> None:
+    """With time conditioning on, every position (x_0 half included) is conditioned on block 0's noise
+    level, as in bd3lms: the t of the other blocks does not change any output."""
+    config, _ = imported("bd3lm_bs4")
+    model = build_model(dataclasses.replace(config, time_conditioning=True)).eval()
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "ada" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    tokens, lengths = batch(outputs)
+    mask = outputs["bd3lm_bs4"]["xt"][:, 1:] == model.mask_id
+    t = torch.tensor([[0.2, 0.5, 0.7, 0.9]]).expand(3, -1)
+    with torch.no_grad():
+        base = model.nelbo_terms(tokens, lengths, t, mask) * t.repeat_interleave(4, dim=1)[:, 1:]
+        later = t.clone()
+        later[:, 1:] = 0.05
+        same = model.nelbo_terms(tokens, lengths, later, mask) * later.repeat_interleave(4, dim=1)[:, 1:]
+        first = t.clone()
+        first[:, 0] = 0.6
+        other = model.nelbo_terms(tokens, lengths, first, mask) * first.repeat_interleave(4, dim=1)[:, 1:]
+    assert torch.allclose(base, same, atol=1e-6) and not torch.allclose(base, other, atol=1e-3)

@@ -30,6 +30,7 @@ def _model(kind: str, vocab: int = 7, **extra) -> torch.nn.Module:
     [
         {"kind": "mdlm"},
         {"kind": "mdlm", "time_conditioning": True},
+        {"kind": "mdlm", "time_conditioning": True, "bd3lms_layout": True},
         {"kind": "bd3lm", "block_size": 4, "time_conditioning": True},
         {"kind": "bd3lm", "block_size": 4, "resample": True, "noise_range": (0.3, 0.8)},
     ],

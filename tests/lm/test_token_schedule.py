@@ -180,5 +180,7 @@ def test_bad_rates_and_options_fail_clearly() -> None:
         LmConfig(kind="mdlm", depth_mode="constituency", **base)
     with pytest.raises(ValueError, match="LmConfig.depth_temp"):
         LmConfig(kind="mdlm", depth_mode="dependency", depth_temp=0.0, **base)
+    with pytest.raises(ValueError, match="LmConfig.reverse: must be a bool"):
+        LmConfig(kind="mdlm", depth_mode="dependency", reverse="yes", **base)
     with pytest.raises(ValueError, match="LmConfig.mix_alpha: .*AR"):
         LmConfig(kind="ar", depth_mode="dependency", **base)

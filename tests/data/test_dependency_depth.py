@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from returnn.datasets.hdf import HDFDataset
 
 from jobs.dependency import PROGRESS_FILE, ParseDependencyDepthJob
 from recipe.data.dependency_depth import (
@@ -33,6 +34,7 @@ from recipe.data.dependency_parsers import DependencyParser, ParserModelMissingE
 from recipe.data.sentencepiece_model import load_sentencepiece
 from recipe.data.text_dict import write_text_dict
 from sisyphus import gs, tk
+from sisyphus.worker import run_worker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -132,6 +134,14 @@ def test_hdf_features_line_up_with_the_sentencepiece_ids(spm_model: str, genesis
         ids, depths = features[tag]
         assert list(ids) == sp.encode(text) + [sp.eos_id()]
         assert len(depths) == len(ids) and depths[-1] == NO_WORD and set(depths[:-1]) <= {0.0, 1.0}
+    returnn_hdf = HDFDataset(files=[str(path)], use_cache_manager=False)  # what training reads
+    returnn_hdf.initialize()
+    returnn_hdf.init_seq_order(epoch=1)
+    returnn_hdf.load_seqs(0, 3)
+    for index in range(3):
+        ids, depths = features[returnn_hdf.get_tag(index)]
+        assert returnn_hdf.get_data(index, "piece_ids").tolist() == ids.tolist()
+        assert returnn_hdf.get_data(index, "data")[:, 0].tolist() == depths.tolist()
     changed = {**texts, "kjv/Ge1:2": texts["kjv/Ge1:2"] + " amen"}
     with pytest.raises(DepthAlignmentError, match=r"depth.hdf: sequence 'kjv/Ge1:2'"):
         check_depth_features(features, changed, sp, str(path))
@@ -162,10 +172,10 @@ def test_real_spacy_parses_of_kjv_verses(spacy_parser: DependencyParser, genesis
     assert depth_of["created"] == 0 and depth_of["god"] == 1
 
 
-def _worker(job, *flags: str) -> subprocess.CompletedProcess:
-    """The job's task in a worker process, as the manager (or `sis worker --force_resume`) starts it."""
+def _worker(job) -> subprocess.CompletedProcess:
+    """The job's task in a worker process, as the manager starts it."""
     return subprocess.run(
-        [sys.executable, "-m", "sisyphus", "worker", job._sis_path(abspath=True), "run", "1", *flags],
+        [sys.executable, "-m", "sisyphus", "worker", job._sis_path(abspath=True), "run", "1"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -174,7 +184,7 @@ def _worker(job, *flags: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_parse_job_names_a_failing_sequence_and_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, genesis, spm_model: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, genesis, spm_model: str, capfd
 ) -> None:
     monkeypatch.setattr(gs, "BASE_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -193,9 +203,9 @@ def test_parse_job_names_a_failing_sequence_and_resumes(
     assert [json.loads(line)["tag"] for line in progress.read_text().splitlines()] == tags[:3]
     texts["kjv/Ge1:4"] = genesis["kjv/Ge1:4"]
     write_text_dict(text_dict, texts)
-    rerun = _worker(job, "--force_resume")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "2 of 5 sequences to parse (3 done before)" in rerun.stdout, rerun.stdout
+    # the rerun (`sis worker ... --force_resume`, or the manager after `sis retry`), here in-process
+    assert run_worker(job._sis_path(abspath=True), "run", 1, redirect_output=False, force_resume=True) == 0
+    assert "2 of 5 sequences to parse (3 done before)" in capfd.readouterr().out
     features = read_depth_hdf(job.out_hdf.get_path())
     assert list(features) == tags
     check_depth_features(features, texts, load_sentencepiece(spm_model), "job")

@@ -52,6 +52,13 @@ def lm_returnn_config(
     warmup (the MDLM/BD3-LM recipe). ``batch_size`` counts tokens; sequences longer than
     ``lm_config.max_seq_len`` are left out of training.
     ``preload_checkpoint`` initialises the weights from another training (BD3-LM from MDLM)."""
+    if lm_config.depth_mode is not None:
+        for name, dataset in (("train_dataset", train_dataset), ("dev_dataset", dev_dataset)):
+            if not set(DEPTH_EXTERN_DATA) <= set(dataset.get("data_map", {})):
+                raise ValueError(
+                    f"lm_returnn_config: LmConfig.depth_mode={lm_config.depth_mode!r} needs the depth features "
+                    f"in {name} too (recipe.returnn_glue.datasets.text_ogg_zip_depth_dataset)"
+                )
     config: dict[str, Any] = {
         "backend": "torch",
         "lm_config": lm_config,

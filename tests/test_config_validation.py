@@ -78,3 +78,17 @@ def test_fields_added_later_stay_out_of_the_hash_at_their_old_behaviour(monkeypa
     without_the_field = {k: v for k, v in config.as_dict().items() if k != "resample"}
     assert config.__sis_state__() == without_the_field
     assert replace(config, resample=True).__sis_state__()["resample"] is True
+
+
+def test_a_depth_config_without_depth_features_fails_when_the_graph_is_built() -> None:
+    from config.pipeline import lm_returnn_config
+    from recipe.lm.config import LmConfig
+    from recipe.returnn_glue.datasets import text_ogg_zip_depth_dataset, text_ogg_zip_dev_dataset
+
+    lm = LmConfig(kind="mdlm", vocab_size=10, eos_id=0, max_seq_len=8, mix_alpha=0.5, depth_mode="dependency")
+    with_depth = text_ogg_zip_depth_dataset("train.ogg.zip", "spm.model", "depth.hdf")
+    plain = text_ogg_zip_dev_dataset("dev.ogg.zip", "spm.model")
+    with pytest.raises(ValueError, match=r"depth_mode='dependency' needs the depth features in dev_dataset"):
+        lm_returnn_config(lm, train_dataset=with_depth, dev_dataset=plain)
+    config = lm_returnn_config(lm, train_dataset=with_depth, dev_dataset=with_depth)
+    assert set(config.config["extern_data"]) == {"data", "token_depth", "token_depth_ids"}

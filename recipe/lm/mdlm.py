@@ -17,6 +17,9 @@ With ``LmConfig.bd3lms_layout`` BOS is instead the first token of the sequence [
 partition (bd3lms' ``ignore_bos``: never masked, never scored), the block-0 BOS attends and is attended
 like any token, and time conditioning uses block 0's sigma for every position.
 
+Training may give every token its own rate g_l (``token_rates``, ``recipe.lm.token_schedule``): mask
+probability (1 - eps) t^(1/g_l) and weight 1/(g_l t) instead of (1 - eps) t and 1/t; g = 1 is the above.
+
 The loss only computes logits at masked positions (same value as gathering from the full SUBS
 output, at a fraction of the output-layer cost).  ``t`` is always shaped [B, n_blocks]; MDLM is the
 one-block case, BD3-LM (``recipe.lm.block_diffusion``) overrides the block size and the denoiser.

@@ -1,7 +1,8 @@
 """RETURNN forward pass that scores sequences with an LM (perplexity and n-best rescoring).
 
 The RETURNN config defines ``lm_config`` (``LmConfig.as_dict()``) and ``scoring`` =
-``{"num_samples", "noise_range", "shared_noise", "noise", "lattice", "stratified", "seed", "output"}``, loads the checkpoint
+``{"num_samples", "noise_range", "shared_noise", "noise", "lattice", "stratified", "seed", "ignore_bos",
+"output"}``, loads the checkpoint
 with RETURNN's ``load`` (through the model's ``load_state_dict``, as every load in this project), and
 imports ``get_model`` (``recipe.returnn_glue.train_step``), ``forward_step`` and ``forward_callback`` from
 here. Two data layouts:
@@ -14,7 +15,8 @@ here. Two data layouts:
   utterance's scores to the ``recipe.asr.search_output.NBestScoreCheckpoint`` at ``scoring["output"]``.
 
 Scores are ``recipe.lm.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
-−NELBO for diffusion LMs (nats, EOS included). Lines are flushed one by one, so a run that dies keeps
+−NELBO for diffusion LMs (nats, EOS included; with ``ignore_bos`` position 0 is neither scored nor
+counted in ``num_tokens``, as in bd3lms' evaluation). Lines are flushed one by one, so a run that dies keeps
 every finished utterance.
 
 The Monte-Carlo noise of each sequence (perplexity) or n-best group (rescoring) comes from its own
@@ -88,6 +90,7 @@ def _score(
         lattice=bool(opts.get("lattice", False)),
         stratified=bool(opts.get("stratified", True)),
         generator=generator,
+        ignore_first=bool(opts.get("ignore_bos", False)),
     )
 
 
@@ -123,8 +126,9 @@ def forward_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     tokens = data.raw_tensor.long()
     lengths = data.dims[1].dyn_size_ext.raw_tensor.to(tokens.device).long()
     scores = _score(model, tokens, lengths, _tags(extern_data, tokens.shape[0]), group=False)
+    num_tokens = lengths - 1 if _scoring().get("ignore_bos", False) else lengths
     ctx.mark_as_output(scores, "score", dims=[data.dims[0]])
-    ctx.mark_as_output(lengths, "num_tokens", dims=[data.dims[0]])
+    ctx.mark_as_output(num_tokens, "num_tokens", dims=[data.dims[0]])
 
 
 def forward_callback():

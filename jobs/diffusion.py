@@ -116,8 +116,9 @@ class SearchNoiseRangeJob(Job):
 
 class SampleLmJob(Job):
     """Unconditional samples: BD3-LM semi-autoregressive (KV cache, first-hitting, nucleus), MDLM
-    ``ddpm_cache``, or AR ancestral sampling. Output ``out_samples`` (text lines, decoded with
-    ``spm_model`` or ``tokenizer``, exactly one of them), ``out_num_forward``. ``nucleus_rule``:
+    ``ddpm_cache``, or AR ancestral sampling. Output ``out_samples`` (one text line per sample, decoded
+    with ``spm_model`` or ``tokenizer``, exactly one of them; line breaks become spaces),
+    ``out_num_forward``. ``nucleus_rule``:
     "project" keeps the token crossing ``nucleus_p``, "bd3lms" drops it (``recipe.lm.sampling``)."""
 
     __sis_hash_exclude__ = {**TOKENIZER_HASH_EXCLUDE, "nucleus_rule": "project"}
@@ -180,7 +181,8 @@ class SampleLmJob(Job):
             samples = sampling.sample_ar(model, self.num_samples, self.max_len, **common)
         with open(self.out_samples.get_path(), "w", encoding="utf-8") as f:
             for seq in samples.sequences:
-                f.write(tokenizer.decode([t for t in seq if t != self.lm_config.eos_id]) + "\n")
+                text = tokenizer.decode([t for t in seq if t != self.lm_config.eos_id])
+                f.write(" ".join(text.splitlines()) + "\n")  # byte-level BPE can decode line breaks
         self.out_num_forward.set(samples.num_forward)
 
 

@@ -35,6 +35,7 @@ def token_id_dataset(id_text_dict: PathLike, id_vocab: PathLike) -> dict[str, An
     return {
         "class": "TextDictDataset",
         "filename": _path(id_text_dict),
+        "item_format": "single",
         "vocab": {"class": "Vocabulary", "vocab_file": _path(id_vocab), "unknown_label": None},
     }
 

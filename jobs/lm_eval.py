@@ -80,10 +80,12 @@ class ComputePerplexityJob(Job):
     Outputs: ``out_perplexity`` = exp(−Σ score / Σ tokens) (EOS counted), ``out_nats_per_token`` (−Σ score / Σ tokens: NLL for AR, NELBO for diffusion LMs),
     ``out_num_tokens``, ``out_num_seqs`` (Variables) and ``out_scores`` (``{tag: score}`` python literal).
 
-    ``protocol="bd3lms"``: bd3lms' ``val/nll`` (``main.py mode=ppl_eval``): position 0 of every sequence
-    (the BOS of its wrapped chunks, ``TokenizeTextJob(wrap_length=...)``) is never masked and not
-    counted (``ignore_bos``), t ~ U[1e-3, 1] (the full range), one t per block; the number is then an
-    unbiased estimate of the same NELBO per token. "project" (default): every token of the dataset counts.
+    ``protocol="bd3lms"``: bd3lms' ``val/nll`` (``main.py mode=ppl_eval``) on its wrapped chunks
+    (``TokenizeTextJob(wrap_length=model_length)``): position 0 of every chunk is context, never masked
+    and not counted (``ignore_bos``; a chunk that starts with the model's BOS, the EOS id, is scored
+    after the model's own BOS, see ``recipe.returnn_glue.forward``), t ~ U[1e-3, 1] (the full range),
+    one t per block, EOS counted; the number is then an unbiased estimate of the same NELBO per token.
+    "project" (default): every token of the dataset counts.
     """
 
     __sis_hash_exclude__ = {"protocol": "project"}

@@ -117,21 +117,20 @@ def test_bpe_tokenizer_drives_perplexity_rescoring_and_sampling_through_sis_mana
     assert ppl == pytest.approx(math.exp(-sum(ar_log_p) / tokens), rel=1e-4)
     assert int(_output(root, "bpe/ar_ppl", "num_tokens").read_text()) == tokens
 
-    # bd3lms protocol: 16-token chunks [BOS] ... [EOS], BOS neither scored nor counted, each chunk's
-    # noise from its tag's generator (so the same estimate as here)
+    # bd3lms protocol: 16-token chunks [BOS] ... [EOS]; BOS (= EOS, the model's own BOS) is neither scored
+    # nor counted: the model scores the rest after its BOS; each chunk's noise from its tag's generator
     chunks = wrap_chunks([tokenizer.encode(t) for t in TEXTS], 16, tokenizer.bos_id, tokenizer.eos_id)
-    assert len(chunks) >= 2
+    assert len(chunks) >= 2 and all(c[0] == tokenizer.eos_id == tokenizer.bos_id for c in chunks)
     total = 0.0
     for i, chunk in enumerate(chunks):
         total += float(
             sequence_log_likelihood(
                 bd3_model,
-                torch.tensor([chunk]),
-                torch.tensor([16]),
+                torch.tensor([chunk[1:]]),
+                torch.tensor([15]),
                 num_samples=3,
                 noise="independent",
                 generator=[tag_generator(torch.device("cpu"), 0, f"chunk-{i}")],
-                ignore_first=True,
             )
         )
     assert int(_output(root, "bpe/bd3lm_ppl", "num_tokens").read_text()) == 15 * len(chunks)
@@ -193,3 +192,35 @@ def test_tokenizer_that_does_not_fit_the_lm_fails_naming_the_file(fresh_graph, t
     with pytest.raises(RuntimeError, match=r"broken\.json: not valid JSON"):
         tk.run_job(job)
     assert not job._sis_finished()
+
+
+def test_bd3lms_protocol_scores_chunks_after_their_bos_or_with_position_zero_as_context() -> None:
+    """``ignore_bos`` in the forward pass: a chunk starting with the model's BOS (the EOS id) is the
+    model's score of the rest; another first token stays as unmasked, unscored context."""
+    from recipe.returnn_glue.forward import _score_without_bos
+
+    config = LmConfig(
+        kind="bd3lm", vocab_size=9, eos_id=0, max_seq_len=8, block_size=2, **preset_dims("tiny")
+    )
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    tokens = torch.tensor([[0, 3, 4, 5, 0, 0], [2, 3, 4, 5, 6, 0], [0, 7, 8, 1, 2, 3]])
+    lengths = torch.tensor([5, 6, 6])
+    opts = {"num_samples": 3}
+
+    def gens():
+        return [torch.Generator().manual_seed(s) for s in (1, 2, 3)]
+
+    got = _score_without_bos(model, tokens, lengths, gens(), opts)
+    g = gens()
+    for row, drop in ((0, True), (1, False), (2, True)):
+        want = sequence_log_likelihood(
+            model,
+            tokens[row : row + 1, 1:] if drop else tokens[row : row + 1],
+            lengths[row : row + 1] - int(drop),
+            num_samples=3,
+            noise="independent",
+            generator=[g[row]],
+            ignore_first=not drop,
+        )
+        assert float(got[row]) == pytest.approx(float(want), rel=1e-6), row

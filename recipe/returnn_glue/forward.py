@@ -16,7 +16,7 @@ here. Two data layouts:
 
 Scores are ``recipe.lm.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
 −NELBO for diffusion LMs (nats, EOS included; with ``ignore_bos`` position 0 is neither scored nor
-counted in ``num_tokens``, as in bd3lms' evaluation). Lines are flushed one by one, so a run that dies keeps
+counted in ``num_tokens``, as in bd3lms' evaluation, see ``_score_without_bos``). Lines are flushed one by one, so a run that dies keeps
 every finished utterance.
 
 The Monte-Carlo noise of each sequence (perplexity) or n-best group (rescoring) comes from its own
@@ -80,6 +80,8 @@ def _score(
             generator = [tag_generator(tokens.device, seed, f"{tags[0]}#{i}") for i in range(len(tokens))]
     else:
         noise, generator = "independent", [tag_generator(tokens.device, seed, tag) for tag in tags]
+        if opts.get("ignore_bos", False):
+            return _score_without_bos(model, tokens, lengths, generator, opts)
     return sequence_log_likelihood(
         model,
         tokens,
@@ -90,8 +92,38 @@ def _score(
         lattice=bool(opts.get("lattice", False)),
         stratified=bool(opts.get("stratified", True)),
         generator=generator,
-        ignore_first=bool(opts.get("ignore_bos", False)),
     )
+
+
+def _score_without_bos(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    generators: list[torch.Generator],
+    opts: dict[str, Any],
+) -> torch.Tensor:
+    """bd3lms' ``ignore_bos``: position 0 of every sequence is context, never masked, never scored.
+    A sequence that starts with the model's own BOS (the EOS id, e.g. GPT-2's <|endoftext|> of a
+    wrapped chunk) is scored without it, so every layout sees exactly [BOS, x_1, ...]; any other first
+    token stays as an unmasked, unscored token after the model's BOS (``ignore_first``)."""
+    starts_with_bos = tokens[:, 0] == model.eos_id
+    out = torch.empty(tokens.shape[0], dtype=torch.float64, device=tokens.device)
+    for rows, drop in ((starts_with_bos, True), (~starts_with_bos, False)):
+        if not bool(rows.any()):
+            continue
+        index = rows.nonzero()[:, 0]
+        out[index] = sequence_log_likelihood(
+            model,
+            tokens[index, 1:] if drop else tokens[index],
+            lengths[index] - 1 if drop else lengths[index],
+            num_samples=int(opts.get("num_samples", 10)),
+            noise_range=tuple(opts.get("noise_range", (1e-3, 1.0))),
+            noise="independent",
+            stratified=bool(opts.get("stratified", True)),
+            generator=[generators[i] for i in index.tolist()],
+            ignore_first=not drop,
+        )
+    return out
 
 
 def _tags(extern_data: Any, batch: int) -> list[str]:

@@ -269,7 +269,10 @@ class RescoreNBestJob(Job):
             f"{self.hypothesis_file}: {len(nbest)} utterances, {sum(map(len, nbest.values()))} hypotheses"
         ]
         unknown = describe_unknown_characters(
-            unknown_characters(nbest, tokenizer), str(self.hypothesis_file), tokenizer.vocabulary
+            unknown_characters(nbest, tokenizer),
+            str(self.hypothesis_file),
+            tokenizer.vocabulary,
+            tokenizer.unknown_effect,
         )
         if unknown:
             report.append(unknown)

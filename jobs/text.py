@@ -77,7 +77,12 @@ class TokenizeTextJob(Job):
         if not texts:
             raise ValueError(f"{self.text}: no text to tokenize")
         unknown = unknown_characters({tag: [(0.0, t)] for tag, t in texts.items()}, tokenizer)
-        report = [describe_unknown_characters(unknown, str(self.text), tokenizer.vocabulary) or "all encoded"]
+        report = [
+            describe_unknown_characters(
+                unknown, str(self.text), tokenizer.vocabulary, tokenizer.unknown_effect
+            )
+            or "all encoded"
+        ]
         if self.wrap_length is None:
             seqs = {tag: [*tokenizer.encode(t), tokenizer.eos_id] for tag, t in texts.items()}
         else:

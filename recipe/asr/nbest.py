@@ -110,7 +110,10 @@ def unknown_characters(
 
 
 def describe_unknown_characters(
-    unknown: Mapping[str, Sequence[str]], source: str, vocabulary: str = "SentencePiece"
+    unknown: Mapping[str, Sequence[str]],
+    source: str,
+    vocabulary: str = "SentencePiece",
+    effect: str = "will be scored as <unk>",
 ) -> str:
     """A one-paragraph message about :func:`unknown_characters` output (empty string if there are none)."""
     if not unknown:
@@ -120,6 +123,6 @@ def describe_unknown_characters(
         for piece, tags in unknown.items()
     ]
     return (
-        f"{source}: {len(unknown)} characters are outside the {vocabulary} vocabulary and will be scored as"
-        f" <unk>: " + "; ".join(parts)
+        f"{source}: {len(unknown)} characters are outside the {vocabulary} vocabulary and {effect}: "
+        + "; ".join(parts)
     )

@@ -6,7 +6,9 @@ A tokenizer maps text to ids (``encode``, without EOS; the LM data contract appe
 (None where the tokenizer has none: GPT-2 has no [MASK] and no unknown token; a diffusion LM then uses
 the extra id ``vocab_size`` as its mask). ``unknown_pieces(text)`` lists the parts of a text the
 tokenizer can only encode as its unknown token (or drops): single characters for SentencePiece, the
-covered span (e.g. a word for WordPiece) for ``tokenizers`` files.
+covered span (e.g. a word for WordPiece) for ``tokenizers`` files. A ``tokenizers`` vocabulary without
+an unknown token (e.g. the bd3lms fixture's word-level one) cannot encode such a word at all: ``encode``
+leaves it out, and ``unknown_pieces`` reports it.
 
 ``TokenizerFiles`` says which files to load; it is what jobs take and hash (its paths may be workflow
 paths, which then become job inputs). Supported layouts:
@@ -115,6 +117,7 @@ class Tokenizer(Protocol):
 
     name: str  # for messages, e.g. "SentencePiece model"
     vocabulary: str  # for messages: "outside the <vocabulary> vocabulary"
+    unknown_effect: str  # for messages: what happens to unknown pieces
     source: str  # the file(s) it was loaded from
     vocab_size: int
     eos_id: int
@@ -134,6 +137,7 @@ class SentencePieceTokenizer:
 
     name = "SentencePiece model"
     vocabulary = "SentencePiece"
+    unknown_effect = "will be scored as <unk>"
 
     def __init__(self, model_file: str | os.PathLike) -> None:
         from recipe.data.sentencepiece_model import load_sentencepiece
@@ -194,23 +198,22 @@ class HfTokenizer:
         self.mask_id = lookup("mask_token", MASK_CANDIDATES)
         unk = special.get("unk_token") or getattr(tokenizer.model, "unk_token", None)
         self.unk_id = vocab.get(unk) if unk else None
-
-    def _encoding(self, text: str) -> Any:
-        try:
-            return self._tok.encode(text, add_special_tokens=False)
-        except Exception as exc:  # e.g. a word-level vocabulary without its unknown token
-            unknown = [w for w in text.split() if not self._encodes(w)]
-            raise TokenizerError(f"{self.source} cannot encode {unknown or text!r}: {exc}") from None
+        self.unknown_effect = f"will be scored as {unk}" if self.unk_id is not None else "are left out"
 
     def _encodes(self, text: str) -> bool:
         try:
             self._tok.encode(text, add_special_tokens=False)
-        except Exception:
+        except Exception:  # e.g. a word-level vocabulary without its unknown token
             return False
         return True
 
     def encode(self, text: str) -> list[int]:
-        return self._encoding(text).ids
+        """Ids of the text; a tokenizer that has no id for a word (no unknown token in its vocabulary)
+        leaves that word out (``unknown_pieces`` reports it)."""
+        if self._encodes(text):
+            return self._tok.encode(text, add_special_tokens=False).ids
+        words = [w for w in text.split() if self._encodes(w)]
+        return self._tok.encode(" ".join(words), add_special_tokens=False).ids if words else []
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
@@ -220,7 +223,7 @@ class HfTokenizer:
         words that cannot be encoded at all (a vocabulary without its unknown token)."""
         if not self._encodes(text):
             return list(dict.fromkeys(w for w in text.split() if not self._encodes(w)))
-        encoding = self._encoding(text)
+        encoding = self._tok.encode(text, add_special_tokens=False)
         pieces = [
             text[a:b] for i, (a, b) in zip(encoding.ids, encoding.offsets, strict=True) if i == self.unk_id
         ]

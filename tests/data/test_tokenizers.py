@@ -101,6 +101,7 @@ def test_the_bd3lms_fixture_tokenizer_directory():
     assert (tok.vocab_size, tok.eos_id, tok.bos_id, tok.mask_id) == (50, 49, 49, None)
     assert tok.encode("t3 <|endoftext|> t17") == [3, 49, 17]
     assert tok.unknown_pieces("t3 hello t17") == ["hello"]
+    assert tok.encode("t3 hello t17") == [3, 17]  # no unknown token in this vocabulary: left out
 
 
 def test_malformed_files_name_the_file(tmp_path):
@@ -162,3 +163,37 @@ def test_wrap_chunks_follows_bd3lms_wrapped_layout():
     assert wrap_chunks([[1]], 5, 9, 8) == []
     with pytest.raises(ValueError, match="no room"):
         wrap_chunks(docs, 2, 9, 8)
+
+
+def test_tokenize_text_job_writes_ids_for_returnn_and_reports_unknown_words(fresh_graph, tmp_path):
+    from jobs.text import TokenizeTextJob
+    from recipe.data.text_dict import read_text_dict, write_text_dict
+    from sisyphus import tk
+
+    vocab_txt = train_wordpiece(tmp_path / "wp")
+    files = TokenizerFiles.wordpiece(tk.Path(str(vocab_txt)))
+    tok = load_tokenizer(files)
+    texts = {"a/1": "The lord said", "a/2": "let there be light ж"}
+    write_text_dict(tmp_path / "texts.py", texts)
+    job = TokenizeTextJob(tk.Path(str(tmp_path / "texts.py")), files)
+    tk.run_job(job)
+    ids = read_text_dict(job.out_text_dict.get_path())
+    assert ids == {tag: " ".join(map(str, [*tok.encode(t), tok.eos_id])) for tag, t in texts.items()}
+    vocab = Path(job.out_vocab.get_path()).read_text().splitlines()
+    assert vocab == [str(i) for i in range(tok.vocab_size)]
+    report = Path(job.out_report.get_path()).read_text()
+    assert "1 characters are outside the tokenizer's vocabulary and will be scored as [UNK]: 'ж'" in report
+    assert job.out_num_tokens.get() == sum(len(v.split()) for v in ids.values())
+
+    (tmp_path / "lines.txt").write_text("the lord said\n\nlet there be light\n")
+    wrapped = TokenizeTextJob(tk.Path(str(tmp_path / "lines.txt")), files, wrap_length=4)
+    tk.run_job(wrapped)
+    docs = [tok.encode("the lord said"), tok.encode("let there be light")]
+    want = wrap_chunks(docs, 4, tok.bos_id, tok.eos_id)
+    assert read_text_dict(wrapped.out_text_dict.get_path()) == {
+        f"chunk-{i}": " ".join(map(str, c)) for i, c in enumerate(want)
+    }
+    too_short = TokenizeTextJob(tk.Path(str(tmp_path / "lines.txt")), files, wrap_length=200)
+    with pytest.raises(RuntimeError, match=r"lines\.txt: \d+ tokens give no complete chunk of 200 tokens"):
+        tk.run_job(too_short)
+    assert not too_short._sis_finished()

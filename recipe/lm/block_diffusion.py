@@ -92,12 +92,35 @@ class BD3LM(MDLM):
     def block_len(self, seq_len: int) -> int:
         return self.block_size
 
+    def _states_bos_in_block0(
+        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+    ) -> torch.Tensor:
+        """bd3lms layout: states [B, T, H] of the x_t half of one pass over [s_t ; s_0], s = [BOS ; x]
+        padded to P (a multiple of L'), positions 0..P-1 in both halves, under ``bd3_attention_mask(P,
+        L')``; padding keys masked (each query keeps itself); every position on sigma_pos[:, 0]."""
+        bos = torch.full_like(x0[:, :1], self.eos_id)
+        s0 = pad_to_multiple(torch.cat((bos, x0), dim=1), self.block_size, 0)
+        st = pad_to_multiple(torch.cat((bos, xt), dim=1), self.block_size, 0)
+        padded_len = s0.shape[1]
+        attn = bd3_attention_mask(padded_len, self.block_size, x0.device)
+        valid = valid_mask(lengths + 1, padded_len)
+        if not bool(valid.all()):
+            eye = torch.eye(2 * padded_len, dtype=torch.bool, device=x0.device)
+            attn = attn & (torch.cat((valid, valid), dim=1)[:, None, None, :] | eye)
+        positions = torch.arange(padded_len, device=x0.device).repeat(2)
+        sigma = None if sigma_pos is None else sigma_pos[:, 0]
+        inputs = torch.cat((st, s0), dim=1)
+        h = self.backbone.hidden(inputs, positions, attn, sigma=sigma, n_out=x0.shape[1] + 1)[0]
+        return h[:, 1:]
+
     def _states(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
     ) -> torch.Tensor:
         """States [B, T, H] of the x_t part of one pass over [BOS ; x_t ; x_0] under ``bd3_training_mask``
         (positions 0, 1..L, 1..L).  BOS and the x_0 half get sigma = 0 (clean); padding keys are masked
         (each query keeps itself)."""
+        if self.bos_offset:
+            return self._states_bos_in_block0(x0, lengths, xt, sigma_pos)
         seq_len = x0.shape[1]
         x0p = pad_to_multiple(x0, self.block_size, 0)
         xtp = pad_to_multiple(xt, self.block_size, 0)

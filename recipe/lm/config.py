@@ -16,6 +16,15 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
                     the same bound. May be a Sisyphus Variable (the output of ``SearchNoiseRangeJob``).
     resample        BD3-LM: redraw a block whose masked fraction falls outside noise_range
     sampling_eps    eps of the log-linear schedule alpha_t = 1 - (1 - eps) t
+    bd3lms_layout   the network and input layout of the official bd3lms / MDLM code, so that their
+                    checkpoints load exactly (``recipe.lm.bd3lms_checkpoints``): LayerNorms without bias;
+                    an output layer with bias and V + 1 rows (the [MASK] row last; its logit is dropped,
+                    as the reference's -1e6 makes its probability 0); diffusion LMs keep adaLN with
+                    sigma = 0 when time conditioning is off (a constant modulation) and, with it on,
+                    condition every position (x_0 half included) on block 0's sigma; BOS is the first
+                    token of block 0 (never masked, never scored: ``ignore_bos``) rather than an extra
+                    position, and the AR LM has V + 1 embedding rows.  Blocks then hold
+                    [BOS, x_0 .. x_{L'-2}], [x_{L'-1} ..], ..., so L' divides max_seq_len + 1.
 """
 
 from __future__ import annotations
@@ -27,8 +36,8 @@ KINDS = ("ar", "mdlm", "bd3lm")
 
 # Fields added after job ids were published, with the value that reproduces the earlier behaviour: while
 # a config keeps that value, the field is left out of the hash (as i6_core's ``__sis_hash_exclude__``),
-# so existing ids stay. Empty so far.
-HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {}
+# so existing ids stay.
+HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {"bd3lms_layout": False}
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 64, "n_layers": 2, "n_heads": 4, "cond_dim": 32},
@@ -67,6 +76,7 @@ class LmConfig:
     noise_range: Any = None
     resample: bool = False
     ema_decay: float = 0.0
+    bd3lms_layout: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.noise_range, list):
@@ -103,9 +113,13 @@ class LmConfig:
         if self.kind == "bd3lm":
             if not isinstance(self.block_size, int) or self.block_size < 1:
                 errors.append(("block_size", f"BD3-LM needs a positive block size, got {self.block_size!r}"))
-            elif self.max_seq_len % self.block_size:
+            elif (self.max_seq_len + self.bos_in_first_block) % self.block_size:
+                total = "max_seq_len + 1 (BOS inside block 0)" if self.bos_in_first_block else "max_seq_len"
                 errors.append(
-                    ("block_size", f"{self.block_size} does not divide max_seq_len={self.max_seq_len}")
+                    (
+                        "block_size",
+                        f"{self.block_size} does not divide {total}={self.max_seq_len + self.bos_in_first_block}",
+                    )
                 )
         elif self.block_size is not None:
             errors.append(("block_size", f"only BD3-LM has diffusion blocks, not kind={self.kind!r}"))
@@ -115,6 +129,13 @@ class LmConfig:
             for name in ("time_conditioning", "noise_range"):
                 if getattr(self, name) not in (None, False):
                     errors.append((name, "the AR LM has no diffusion time"))
+        if not isinstance(self.bd3lms_layout, bool):
+            errors.append(("bd3lms_layout", f"must be a bool, got {self.bd3lms_layout!r}"))
+        elif self.bd3lms_layout:
+            if self.tie_embeddings:
+                errors.append(("tie_embeddings", "the bd3lms layout has its own output layer with a bias"))
+            if self.resample:
+                errors.append(("resample", "mask resampling is not implemented for the bd3lms layout"))
         if isinstance(self.noise_range, tuple):
             low, high = self.noise_range if len(self.noise_range) == 2 else (None, None)
             if not (isinstance(low, float | int) and isinstance(high, float | int) and 0 < low <= high <= 1):
@@ -133,6 +154,11 @@ class LmConfig:
     @property
     def is_diffusion(self) -> bool:
         return self.kind != "ar"
+
+    @property
+    def bos_in_first_block(self) -> int:
+        """1 if BOS is the first token of diffusion block 0 (bd3lms layout), else 0 (an extra position)."""
+        return int(self.bd3lms_layout and self.is_diffusion)
 
     def training_noise_range(self) -> tuple[float, float]:
         """(beta, omega) that training draws t from; needs a resolved noise_range (inside RETURNN)."""

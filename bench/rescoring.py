@@ -9,11 +9,15 @@ demo n-best lists and references (`alias/asr/{dev,test}_nbest`) and the Sentence
   ``RescoreNBestJob`` does (default noise); BD3-LMs also without the clean-half key/value reuse
   (``cache=False``, the full x_t + x_0 pass per sample as before); time per hypothesis relative to the
   AR LM.
-* Noise of score differences: for every test utterance and hypothesis h != pivot (the first-pass best),
-  the standard deviation over seeds of s_h - s_pivot, as root mean square over all pairs (nats), per
-  noise method (independent, shared by position, aligned to the pivot, aligned + lattice t) and K.
-* WER: test WER with λ, β tuned on dev per seed, mean (and spread) over ``--seeds`` seeds, per method
-  and K. Each utterance's noise comes from (seed, tag) as in the RETURNN job.
+* Noise of score differences: for the test hypotheses h != pivot (the first-pass best) of the first
+  ``--std-utterances`` utterances, the standard deviation over ``--seeds`` draws of s_h - s_pivot, as
+  root mean square over the pairs (nats), per noise method (independent, shared by position, aligned to
+  the pivot, aligned + lattice t) at K = 1 and 3.
+* WER vs K: ``--calls`` draws of 3 stratified samples per hypothesis (dev and test, each draw its own
+  seed); a K-sample estimate is the mean over K / 3 disjoint draws (K = 1: one sample of a draw), so
+  the draws give independent replicates of every K at the cost of the largest. Each replicate tunes
+  λ, β on its dev scores and is evaluated on its test scores; mean ± standard deviation over the
+  replicates. Each utterance's noise comes from (seed, tag) as in the RETURNN job.
 
 Run: `.venv/bin/python bench/rescoring.py [--root DIR] [--seeds 5] [--part speed|noise|all]`
 (``--random-weights``: speed only, untrained models of the same configs, when no checkpoints exist).
@@ -38,11 +42,12 @@ from recipe.asr.score_combination import evaluate_rescoring, tune_scales  # noqa
 from recipe.asr.search_output import read_nbest  # noqa: E402
 from recipe.data.text_dict import read_text_dict  # noqa: E402
 from recipe.lm.build import build_model, load_model  # noqa: E402
-from recipe.lm.likelihood import sequence_log_likelihood  # noqa: E402
+from recipe.lm.likelihood import nelbo_samples, sequence_log_likelihood  # noqa: E402
 from recipe.lm.text_batches import encode_texts, pad_batch  # noqa: E402
 from recipe.returnn_glue.forward import tag_generator  # noqa: E402
 
 SAMPLING_NUMBERS = (1, 3, 10, 30)
+CALL_SAMPLES = 3  # samples per noise draw of the noise/WER study (the K of the cost target)
 METHODS = {  # name: (noise, lattice)
     "independent": ("independent", False),
     "shared": ("shared", False),
@@ -154,9 +159,70 @@ def print_speed(
                 )
 
 
+def sample_scores(model, batches: dict, k: int, method: str, seed: int) -> dict[str, torch.Tensor]:
+    """-NELBO of every Monte-Carlo sample: {tag: float64 [hypotheses, k]}, noise drawn as
+    ``RescoreNBestJob`` draws it (one generator per utterance from (seed, tag); per hypothesis for
+    ``independent``); the mean over the k samples is the job's score with ``num_samples=k``."""
+    noise, lattice = METHODS[method]
+    out = {}
+    for tag, (tokens, lengths) in batches.items():
+        if noise == "independent":
+            groups = None
+            generator = [tag_generator(tokens.device, seed, f"{tag}#{i}") for i in range(len(tokens))]
+        else:
+            groups = torch.zeros(len(tokens), dtype=torch.long)
+            generator = tag_generator(tokens.device, seed, tag)
+        out[tag] = -nelbo_samples(
+            model, tokens, lengths, k, groups=groups, generator=generator, noise=noise, lattice=lattice
+        )
+    return out
+
+
+def replicates(calls: list[dict[str, torch.Tensor]], k: int) -> list[dict[str, list[float]]]:
+    """Independent K = k estimates from ``calls`` (each a stratified draw of CALL_SAMPLES samples):
+    k = 1: the first sample of each call; k a multiple of CALL_SAMPLES: the mean over k / CALL_SAMPLES
+    consecutive calls (disjoint, so the replicates are independent; each is unbiased)."""
+    if k == 1:
+        return [{tag: s[:, 0].tolist() for tag, s in call.items()} for call in calls]
+    per = k // CALL_SAMPLES
+    return [
+        {tag: torch.stack([c[tag] for c in calls[i : i + per]]).mean(dim=(0, 2)).tolist() for tag in calls[0]}
+        for i in range(0, len(calls) - per + 1, per)
+    ]
+
+
+def difference_std(runs: list[dict[str, list[float]]]) -> float:
+    """Root mean square over hypothesis pairs (h, pivot = first-pass best) of the standard deviation
+    over runs of s_h - s_pivot (nats)."""
+    variances = [
+        statistics.variance([r[tag][h] - r[tag][0] for r in runs])
+        for tag in runs[0]
+        for h in range(1, len(runs[0][tag]))
+    ]
+    return math.sqrt(sum(variances) / len(variances))
+
+
 def print_noise_and_wer(
-    models: dict, parts: dict, spm: str, seeds: int, ks: tuple[int, ...], methods: list[str]
+    models: dict,
+    parts: dict,
+    spm: str,
+    *,
+    std_seeds: int,
+    std_utterances: int,
+    methods: list[str],
+    calls: int,
+    wer_ks: tuple[int, ...],
+    wer_methods: list[str],
 ) -> None:
+    """Two studies from one design: every run ("call") draws CALL_SAMPLES stratified samples per
+    hypothesis with its own seed, and K-sample estimates are formed from disjoint calls (``replicates``).
+
+    * Noise of score differences per method: ``std_seeds`` calls on the first ``std_utterances`` test
+      utterances, K = 1 and CALL_SAMPLES.
+    * WER vs K per ``wer_methods``: ``calls`` calls on the full dev and test lists; each replicate tunes
+      λ, β on its dev scores and is evaluated on its test scores, as a user rescoring with K samples
+      would; mean ± standard deviation over the replicates.
+    """
     (dev_nbest, dev_refs), (test_nbest, test_refs) = parts["dev"], parts["test"]
     dev, test = encode(dev_nbest, spm), encode(test_nbest, spm)
     first = evaluate_rescoring(
@@ -168,54 +234,72 @@ def print_noise_and_wer(
     ar_wer = evaluate_rescoring(test_nbest, ar_scores, test_refs, ar_tuned.lm_scale, ar_tuned.length_scale)
     print(
         f"\n## Test WER (%): first pass {first['first-pass'].wer:.2f}, oracle {first['oracle'].wer:.2f}, "
-        f"AR LM {ar_wer['rescored'].wer:.2f}\n"
+        f"AR LM {ar_wer['rescored'].wer:.2f} ({len(test)} utterances, "
+        f"{sum(len(h) for h in test_nbest.values())} hypotheses)\n"
     )
-    std_rows, wer_rows = [], []
-    for name, (config, model) in models.items():
-        if not config.is_diffusion:
-            continue
+    diffusion = {name: model for name, (config, model) in models.items() if config.is_diffusion}
+    std_test = dict(list(test.items())[:std_utterances])
+    std_rows = []
+    for name, model in diffusion.items():
         for method in methods:
-            stds, wers = [], []
-            for k in ks:
-                runs, wer = [], []
-                for seed in range(seeds):
-                    test_scores = score(model, test, k, method, 1000 + seed)
-                    dev_scores = score(model, dev, k, method, seed)
+            runs = [sample_scores(model, std_test, CALL_SAMPLES, method, 1000 + s) for s in range(std_seeds)]
+            stds = [difference_std(replicates(runs, k)) for k in (1, CALL_SAMPLES)]
+            std_rows.append(f"| {name} | {method} | " + " | ".join(f"{v:.3f}" for v in stds) + " |")
+            print(f"  {std_rows[-1]}", file=sys.stderr, flush=True)
+    print(
+        f"Standard deviation over {std_seeds} seeds of s_h - s_pivot (nats, RMS over the hypothesis pairs "
+        f"of the first {len(std_test)} test utterances; pivot = first-pass best):\n"
+    )
+    print(f"| LM | noise | K=1 | K={CALL_SAMPLES} |\n|---|---|---|---|")
+    print("\n".join(std_rows), flush=True)
+
+    wer_rows, gaps = [], []
+    for name, model in diffusion.items():
+        for method in wer_methods:
+            dev_calls = [sample_scores(model, dev, CALL_SAMPLES, method, s) for s in range(calls)]
+            test_calls = [sample_scores(model, test, CALL_SAMPLES, method, 1000 + s) for s in range(calls)]
+            cells, means = [], {}
+            for k in wer_ks:
+                wers = []
+                for dev_scores, test_scores in zip(
+                    replicates(dev_calls, k), replicates(test_calls, k), strict=True
+                ):
                     tuned = tune_scales(dev_nbest, dev_scores, dev_refs)
                     result = evaluate_rescoring(
                         test_nbest, test_scores, test_refs, tuned.lm_scale, tuned.length_scale
                     )
-                    wer.append(result["rescored"].wer)
-                    runs.append(test_scores)
-                variances = [
-                    statistics.variance([r[tag][h] - r[tag][0] for r in runs])
-                    for tag in test
-                    for h in range(1, len(test[tag][0]))
-                ]
-                stds.append(f"{math.sqrt(sum(variances) / len(variances)):.3f}")
-                spread = statistics.stdev(wer) if len(wer) > 1 else 0.0
-                wers.append(f"{statistics.mean(wer):.2f} ± {spread:.2f}")
-                print(f"  {name} {method} K={k}: std {stds[-1]}, WER {wers[-1]}", file=sys.stderr, flush=True)
-            std_rows.append(f"| {name} | {method} | " + " | ".join(stds) + " |")
-            wer_rows.append(f"| {name} | {method} | " + " | ".join(wers) + " |")
-    header = " | ".join(f"K={k}" for k in ks)
+                    wers.append(result["rescored"].wer)
+                means[k] = statistics.mean(wers)
+                spread = f" ± {statistics.stdev(wers):.2f}" if len(wers) > 1 else ""
+                cells.append(f"{means[k]:.2f}{spread} ({len(wers)})")
+            std3 = difference_std(replicates(test_calls, CALL_SAMPLES))
+            wer_rows.append(f"| {name} | {method} | " + " | ".join(cells) + f" | {std3:.3f} |")
+            gaps.append(f"{name} {method}: {means[CALL_SAMPLES] - means[max(wer_ks)]:+.2f}")
+            print(f"  {wer_rows[-1]}", file=sys.stderr, flush=True)
+    header = " | ".join(f"K={k}" for k in wer_ks)
     print(
-        f"Standard deviation (nats, over {seeds} seeds, RMS over test hypothesis pairs) of s_h - s_pivot:\n"
+        f"\nTest WER (%) vs K: mean ± standard deviation (number of independent replicates, from {calls} "
+        f"draws of {CALL_SAMPLES} samples); λ, β tuned on dev per replicate; last column the "
+        f"score-difference std at K={CALL_SAMPLES} over all test utterances:\n"
     )
-    print(f"| LM | noise | {header} |\n|---|---|" + "---|" * len(ks))
-    print("\n".join(std_rows))
-    print(f"\nTest WER (%), mean ± standard deviation over {seeds} seeds (λ, β tuned on dev per seed):\n")
-    print(f"| LM | noise | {header} |\n|---|---|" + "---|" * len(ks))
-    print("\n".join(wer_rows), flush=True)
+    print(f"| LM | noise | {header} | std K={CALL_SAMPLES} |\n|---|---|" + "---|" * (len(wer_ks) + 1))
+    print("\n".join(wer_rows))
+    print(f"\nWER(K={CALL_SAMPLES}) - WER(K={max(wer_ks)}), points: " + "; ".join(gaps), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=ROOT, help="a finished pipeline's base directory")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="noise: draws per method for the std table")
     parser.add_argument("--part", choices=("speed", "noise", "all"), default="all")
-    parser.add_argument("--ks", default=",".join(map(str, SAMPLING_NUMBERS)))
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--ks", default=",".join(map(str, SAMPLING_NUMBERS)), help="speed: K values")
+    parser.add_argument("--methods", default=",".join(METHODS), help="noise: methods of the std table")
+    parser.add_argument(
+        "--std-utterances", type=int, default=20, help="noise: test utterances of the std table"
+    )
+    parser.add_argument("--calls", type=int, default=10, help="WER: draws of 3 samples per LM and method")
+    parser.add_argument("--wer-ks", default="1,3,6,30", help="WER: 1 or multiples of 3, at most 3 * calls")
+    parser.add_argument("--wer-methods", default="shared", help="WER: noise methods")
     parser.add_argument("--repeats", type=int, default=2, help="speed: best of this many runs")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--random-weights", action="store_true", help="speed only: untrained models")
@@ -225,7 +309,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ks = tuple(int(k) for k in args.ks.split(","))
     methods = args.methods.split(",")
-    unknown = set(methods) - set(METHODS)
+    wer_methods = args.wer_methods.split(",")
+    wer_ks = tuple(int(k) for k in args.wer_ks.split(","))
+    bad_ks = [k for k in wer_ks if k != 1 and (k % CALL_SAMPLES or k > CALL_SAMPLES * args.calls)]
+    if bad_ks or CALL_SAMPLES not in wer_ks:
+        raise SystemExit(
+            f"--wer-ks must include {CALL_SAMPLES}, and be 1 or multiples of {CALL_SAMPLES} up to "
+            f"{CALL_SAMPLES} * --calls; bad: {bad_ks}"
+        )
+    unknown = set(methods + wer_methods) - set(METHODS)
     if unknown:
         raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
     if args.random_weights and args.part != "speed":
@@ -237,7 +329,17 @@ def main() -> None:
             test = dict(list(test.items())[: args.utterances])
         print_speed(models, test, spm, ks, args.repeats, args.flop_utterances)
     if args.part in ("noise", "all"):
-        print_noise_and_wer(models, parts, spm, args.seeds, ks, methods)
+        print_noise_and_wer(
+            models,
+            parts,
+            spm,
+            std_seeds=args.seeds,
+            std_utterances=args.std_utterances,
+            methods=methods,
+            calls=args.calls,
+            wer_ks=wer_ks,
+            wer_methods=wer_methods,
+        )
 
 
 if __name__ == "__main__":

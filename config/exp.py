@@ -299,22 +299,32 @@ def run_experiment(setup: Setup) -> None:
     models, learning_rates = train_models(data, setup)
     perplexities = evaluate(data, models, setup)
     wers, rescoring_details = rescoring(data, models, setup)
-    report = ExperimentReportJob(
-        perplexities,
-        wers,
-        learning_rates,
-        rescoring_details=rescoring_details,
-        notes=(
-            "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
-            "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
-            f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev; several"
-            " LMs: first pass + Σ λ_k·LM_k + β·words, tuned on dev by coordinate descent). sclite: NIST"
-            " sclite's WER of the same outputs (reports in output/asr/<system>/<part>_sclite/).",
-        ),
+    notes = (
+        "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
+        "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
+        f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev; several"
+        " LMs: first pass + Σ λ_k·LM_k + β·words, tuned on dev by coordinate descent). sclite: NIST"
+        " sclite's WER of the same outputs (reports in output/asr/<system>/<part>_sclite/).",
     )
-    report.add_alias("report")
-    tk.register_output("report.md", report.out_report)
-    tk.register_output("report.png", report.out_plot)
+    register_report("report", perplexities, wers, learning_rates, rescoring_details, notes)
+
+
+def register_report(
+    name: str,
+    perplexities: dict,
+    wers: dict,
+    learning_rates: dict,
+    rescoring_details: dict,
+    notes: tuple[str, ...],
+    title: str | None = None,
+) -> None:
+    """``ExperimentReportJob`` (alias ``name``) written to ``output/<name>.md`` and ``output/<name>.png``."""
+    report = ExperimentReportJob(
+        perplexities, wers, learning_rates, notes=notes, rescoring_details=rescoring_details, title=title
+    )
+    report.add_alias(name)
+    tk.register_output(f"{name}.md", report.out_report)
+    tk.register_output(f"{name}.png", report.out_plot)
 
 
 def py():

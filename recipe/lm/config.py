@@ -16,6 +16,11 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
                     the same bound. May be a Sisyphus Variable (the output of ``SearchNoiseRangeJob``).
     resample        BD3-LM: redraw a block whose masked fraction falls outside noise_range
     sampling_eps    eps of the log-linear schedule alpha_t = 1 - (1 - eps) t
+    importance_estimator  ATAT (diffusion LMs): train an importance estimator with the model and mask by
+                    its curriculum (``recipe.lm.importance``); scoring ignores the estimator
+    curriculum      (b_1, b_2): ATAT's phases easy / medium / hard end at these fractions of the training
+    focus_weight    f: ATAT's weight of the tokens in the current phase's importance band (others 1)
+    importance_loss_weight  lambda: weight of the estimator's MSE loss in the training loss
 """
 
 from __future__ import annotations
@@ -27,8 +32,13 @@ KINDS = ("ar", "mdlm", "bd3lm")
 
 # Fields added after job ids were published, with the value that reproduces the earlier behaviour: while
 # a config keeps that value, the field is left out of the hash (as i6_core's ``__sis_hash_exclude__``),
-# so existing ids stay. Empty so far.
-HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {}
+# so existing ids stay.
+HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {
+    "importance_estimator": False,
+    "curriculum": (0.3, 0.7),
+    "focus_weight": 2.0,
+    "importance_loss_weight": 0.1,
+}
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 64, "n_layers": 2, "n_heads": 4, "cond_dim": 32},
@@ -67,10 +77,15 @@ class LmConfig:
     noise_range: Any = None
     resample: bool = False
     ema_decay: float = 0.0
+    importance_estimator: bool = False
+    curriculum: tuple[float, float] = (0.3, 0.7)
+    focus_weight: float = 2.0
+    importance_loss_weight: float = 0.1
 
     def __post_init__(self) -> None:
-        if isinstance(self.noise_range, list):
-            object.__setattr__(self, "noise_range", tuple(self.noise_range))
+        for name in ("noise_range", "curriculum"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, error in self._errors():
             raise ValueError(f"LmConfig.{name}: {error} (in {self.describe()})")
 
@@ -111,6 +126,7 @@ class LmConfig:
             errors.append(("block_size", f"only BD3-LM has diffusion blocks, not kind={self.kind!r}"))
         if self.resample and self.kind != "bd3lm":
             errors.append(("resample", f"only BD3-LM resamples masks, not kind={self.kind!r}"))
+        errors += self._importance_errors()
         if self.kind == "ar":
             for name in ("time_conditioning", "noise_range"):
                 if getattr(self, name) not in (None, False):
@@ -128,6 +144,24 @@ class LmConfig:
             errors.append(
                 ("noise_range", f"must be None, a (beta, omega) pair or a Variable, got {self.noise_range!r}")
             )
+        return errors
+
+    def _importance_errors(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.importance_estimator and self.kind == "ar":
+            errors.append(("importance_estimator", "only diffusion LMs mask tokens, not kind='ar'"))
+        pair = isinstance(self.curriculum, tuple) and len(self.curriculum) == 2
+        first, second = self.curriculum if pair else (None, None)
+        if not (
+            isinstance(first, float | int) and isinstance(second, float | int) and 0 <= first <= second <= 1
+        ):
+            errors.append(
+                ("curriculum", f"must be (b_1, b_2) with 0 <= b_1 <= b_2 <= 1, got {self.curriculum}")
+            )
+        if not self.focus_weight > 0:
+            errors.append(("focus_weight", f"must be positive, got {self.focus_weight}"))
+        if not self.importance_loss_weight >= 0:
+            errors.append(("importance_loss_weight", f"must be >= 0, got {self.importance_loss_weight}"))
         return errors
 
     @property

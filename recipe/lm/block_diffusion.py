@@ -33,6 +33,7 @@ from recipe.lm.config import LmConfig
 from recipe.lm.dit import KVCache
 from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import NoiseRange, uniform
+from recipe.lm.token_schedule import token_move_chance
 
 MAX_RESAMPLE_ROUNDS = 100
 
@@ -92,12 +93,35 @@ class BD3LM(MDLM):
     def block_len(self, seq_len: int) -> int:
         return self.block_size
 
+    def _states_bos_in_block0(
+        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+    ) -> torch.Tensor:
+        """bd3lms layout: states [B, T, H] of the x_t half of one pass over [s_t ; s_0], s = [BOS ; x]
+        padded to P (a multiple of L'), positions 0..P-1 in both halves, under ``bd3_attention_mask(P,
+        L')``; padding keys masked (each query keeps itself); every position on sigma_pos[:, 0]."""
+        bos = torch.full_like(x0[:, :1], self.eos_id)
+        s0 = pad_to_multiple(torch.cat((bos, x0), dim=1), self.block_size, 0)
+        st = pad_to_multiple(torch.cat((bos, xt), dim=1), self.block_size, 0)
+        padded_len = s0.shape[1]
+        attn = bd3_attention_mask(padded_len, self.block_size, x0.device)
+        valid = valid_mask(lengths + 1, padded_len)
+        if not bool(valid.all()):
+            eye = torch.eye(2 * padded_len, dtype=torch.bool, device=x0.device)
+            attn = attn & (torch.cat((valid, valid), dim=1)[:, None, None, :] | eye)
+        positions = torch.arange(padded_len, device=x0.device).repeat(2)
+        sigma = None if sigma_pos is None else sigma_pos[:, 0]
+        inputs = torch.cat((st, s0), dim=1)
+        h = self.backbone.hidden(inputs, positions, attn, sigma=sigma, n_out=x0.shape[1] + 1)[0]
+        return h[:, 1:]
+
     def _states(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
     ) -> torch.Tensor:
         """States [B, T, H] of the x_t part of one pass over [BOS ; x_t ; x_0] under ``bd3_training_mask``
         (positions 0, 1..L, 1..L).  BOS and the x_0 half get sigma = 0 (clean); padding keys are masked
         (each query keeps itself)."""
+        if self.bos_offset:
+            return self._states_bos_in_block0(x0, lengths, xt, sigma_pos)
         seq_len = x0.shape[1]
         x0p = pad_to_multiple(x0, self.block_size, 0)
         xtp = pad_to_multiple(xt, self.block_size, 0)
@@ -173,22 +197,28 @@ class BD3LM(MDLM):
         return self.nll_from_states(h, x0_block, lengths, xt_block).double().sum(dim=1)
 
     def draw_mask(
-        self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange
+        self,
+        t: Tensor,
+        lengths: Tensor,
+        seq_len: int,
+        generator: Generator | None,
+        noise_range: NoiseRange,
+        token_rates: Tensor | None = None,
     ) -> Tensor:
         """Per-block masks; with ``resample``, blocks whose masked fraction is outside ``noise_range`` are
-        redrawn.
+        redrawn (with the same per-token probabilities m_i(t) when ``token_rates`` are given).
 
         A bound is only enforced when it is clipped (low > sampling_eps or high < 1).  Blocks that can
         never fit (e.g. a last block of 1 real token and noise range [0.45, 0.95]) are left as drawn; the redraw
         stops after MAX_RESAMPLE_ROUNDS rounds.
         """
-        mask = super().draw_mask(t, lengths, seq_len, generator, noise_range)
+        mask = super().draw_mask(t, lengths, seq_len, generator, noise_range, token_rates)
         low, high = noise_range
         check_low, check_high = low > self.schedule.eps + 1e-9, high < 1.0 - 1e-9
         if not (self.resample and (check_low or check_high)):
             return mask
         valid = valid_mask(lengths, seq_len)
-        move = self.schedule.move_chance(self.expand_t(t, seq_len))
+        move = token_move_chance(self.schedule, self.expand_t(t, seq_len), token_rates)
         n_blocks = t.shape[1]
         pad = n_blocks * self.block_size - seq_len
         count = F.pad(valid.float(), (0, pad)).view(-1, n_blocks, self.block_size).sum(-1)
@@ -235,7 +265,8 @@ def search_noise_range(
 ) -> tuple[NoiseRange, dict[NoiseRange, float]]:
     """Data-driven clipped schedule: for every candidate (beta, omega) draw the training noise
     (t ~ U[beta, omega], masks as in training) on each batch, and compute the variance over all
-    sequences of the per-sequence loss NELBO(x) / |x|.  Returns (best pair, {pair: variance}); the best
+    sequences of the per-sequence loss NELBO(x) / |x| (the uniform bound, also for models trained with
+    per-token rates).  Returns (best pair, {pair: variance}); the best
     pair is meant for ``LmConfig.noise_range`` of the next training.  Runs the model in eval mode."""
     data = list(batches)
     if not data:

@@ -51,16 +51,23 @@ def training_loss(
     lengths: torch.Tensor,
     train: bool,
     generator: torch.Generator | None = None,
+    token_rates: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum over the batch of the NLL (AR) or NELBO (diffusion) in nats, float32; number of tokens).
 
-    Training (``train``) draws t from the model config's ``noise_range``; evaluation always from the
-    full range [sampling_eps, 1], so dev scores are NELBO bounds comparable across trainings."""
+    Training (``train``) draws t from the model config's ``noise_range`` and, given ``token_rates`` g
+    [B, T], masks with the per-token schedule (``recipe.lm.token_schedule``); evaluation always uses
+    the uniform schedule over the full range [sampling_eps, 1], so dev scores are NELBO bounds
+    comparable across trainings."""
+    if token_rates is not None and not (train and isinstance(model, MDLM)):
+        raise ValueError(
+            "training_loss: token_rates only apply to diffusion LM training; scoring uses the uniform bound"
+        )
     if isinstance(model, ARLM):
         return model.loss(tokens, lengths)
     config = model.config
     noise_range = config.training_noise_range() if train else (config.sampling_eps, 1.0)
-    return model.loss(tokens, lengths, noise_range, generator)
+    return model.loss(tokens, lengths, noise_range, generator, token_rates)
 
 
 @torch.no_grad()

@@ -16,6 +16,22 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
                     the same bound. May be a Sisyphus Variable (the output of ``SearchNoiseRangeJob``).
     resample        BD3-LM: redraw a block whose masked fraction falls outside noise_range
     sampling_eps    eps of the log-linear schedule alpha_t = 1 - (1 - eps) t
+    bd3lms_layout   the network and input layout of the official bd3lms / MDLM code, so that their
+                    checkpoints load exactly (``recipe.lm.bd3lms_checkpoints``): LayerNorms without bias;
+                    an output layer with bias and V + 1 rows (the [MASK] row last; its logit is dropped,
+                    as the reference's -1e6 makes its probability 0); diffusion LMs keep adaLN with
+                    sigma = 0 when time conditioning is off (a constant modulation) and, with it on,
+                    condition every position (x_0 half included) on block 0's sigma; BOS is the first
+                    token of block 0 (never masked, never scored: ``ignore_bos``) rather than an extra
+                    position, and the AR LM has V + 1 embedding rows.  Blocks then hold
+                    [BOS, x_0 .. x_{L'-2}], [x_{L'-1} ..], ..., so L' divides max_seq_len + 1.
+    mix_alpha       token-adaptive masking (``recipe.lm.token_schedule``): training masks token i with
+                    the per-token rate g_i = (1 - mix_alpha) + mix_alpha * w_i; 0 = the uniform schedule
+    depth_mode      where w comes from: None, or "dependency" (parse depths read from the data,
+                    ``recipe.data.dependency_depth``)
+    reverse, normalize_depth, depth_temp
+                    dependency depth d -> w: d / max depth (normalize_depth), s = 1 - d (reverse: heads
+                    are masked earlier) or s = d, w = n softmax(s / depth_temp) over the n word tokens
     importance_estimator  ATAT (diffusion LMs): train an importance estimator with the model and mask by
                     its curriculum (``recipe.lm.importance``); scoring ignores the estimator
     curriculum      (b_1, b_2): ATAT's phases easy / medium / hard end at these fractions of the training
@@ -34,11 +50,18 @@ KINDS = ("ar", "mdlm", "bd3lm")
 # a config keeps that value, the field is left out of the hash (as i6_core's ``__sis_hash_exclude__``),
 # so existing ids stay.
 HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {
+    "bd3lms_layout": False,
+    "mix_alpha": 0.0,
+    "depth_mode": None,
+    "reverse": False,
+    "normalize_depth": True,
+    "depth_temp": 1.0,
     "importance_estimator": False,
     "curriculum": (0.3, 0.7),
     "focus_weight": 2.0,
     "importance_loss_weight": 0.1,
 }
+DEPTH_MODES = (None, "dependency")
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 64, "n_layers": 2, "n_heads": 4, "cond_dim": 32},
@@ -77,6 +100,12 @@ class LmConfig:
     noise_range: Any = None
     resample: bool = False
     ema_decay: float = 0.0
+    bd3lms_layout: bool = False
+    mix_alpha: float = 0.0
+    depth_mode: str | None = None
+    reverse: bool = False
+    normalize_depth: bool = True
+    depth_temp: float = 1.0
     importance_estimator: bool = False
     curriculum: tuple[float, float] = (0.3, 0.7)
     focus_weight: float = 2.0
@@ -118,19 +147,31 @@ class LmConfig:
         if self.kind == "bd3lm":
             if not isinstance(self.block_size, int) or self.block_size < 1:
                 errors.append(("block_size", f"BD3-LM needs a positive block size, got {self.block_size!r}"))
-            elif self.max_seq_len % self.block_size:
+            elif (self.max_seq_len + self.bos_in_first_block) % self.block_size:
+                total = "max_seq_len + 1 (BOS inside block 0)" if self.bos_in_first_block else "max_seq_len"
                 errors.append(
-                    ("block_size", f"{self.block_size} does not divide max_seq_len={self.max_seq_len}")
+                    (
+                        "block_size",
+                        f"{self.block_size} does not divide {total}={self.max_seq_len + self.bos_in_first_block}",
+                    )
                 )
         elif self.block_size is not None:
             errors.append(("block_size", f"only BD3-LM has diffusion blocks, not kind={self.kind!r}"))
         if self.resample and self.kind != "bd3lm":
             errors.append(("resample", f"only BD3-LM resamples masks, not kind={self.kind!r}"))
-        errors += self._importance_errors()
         if self.kind == "ar":
             for name in ("time_conditioning", "noise_range"):
                 if getattr(self, name) not in (None, False):
                     errors.append((name, "the AR LM has no diffusion time"))
+        if not isinstance(self.bd3lms_layout, bool):
+            errors.append(("bd3lms_layout", f"must be a bool, got {self.bd3lms_layout!r}"))
+        elif self.bd3lms_layout:
+            if self.tie_embeddings:
+                errors.append(("tie_embeddings", "the bd3lms layout has its own output layer with a bias"))
+            if self.resample:
+                errors.append(("resample", "mask resampling is not implemented for the bd3lms layout"))
+        errors.extend(self._masking_errors())
+        errors.extend(self._importance_errors())
         if isinstance(self.noise_range, tuple):
             low, high = self.noise_range if len(self.noise_range) == 2 else (None, None)
             if not (isinstance(low, float | int) and isinstance(high, float | int) and 0 < low <= high <= 1):
@@ -146,7 +187,32 @@ class LmConfig:
             )
         return errors
 
+    def _masking_errors(self) -> list[tuple[str, str]]:
+        """Token-adaptive masking options: ranges, and a weight source whenever mix_alpha > 0."""
+        errors = []
+        if not isinstance(self.mix_alpha, float | int) or not 0.0 <= self.mix_alpha <= 1.0:
+            errors.append(("mix_alpha", f"must be in [0, 1] (0 = uniform masking), got {self.mix_alpha!r}"))
+        if self.depth_mode not in DEPTH_MODES:
+            errors.append(("depth_mode", f"must be one of {DEPTH_MODES}, got {self.depth_mode!r}"))
+        if not isinstance(self.depth_temp, float | int) or not self.depth_temp > 0:
+            errors.append(("depth_temp", f"must be a positive temperature, got {self.depth_temp!r}"))
+        if self.kind == "ar" and (self.mix_alpha or self.depth_mode is not None):
+            errors.append(("mix_alpha", "token-adaptive masking needs a diffusion LM, not the AR LM"))
+        elif self.mix_alpha and self.depth_mode is None and not self.importance_estimator:
+            errors.append(
+                (
+                    "mix_alpha",
+                    f"{self.mix_alpha} > 0 needs a token weight source: depth_mode or importance_estimator",
+                )
+            )
+        elif self.depth_mode is not None and self.importance_estimator:
+            errors.append(
+                ("importance_estimator", "one token weight source: depth_mode or importance_estimator")
+            )
+        return errors
+
     def _importance_errors(self) -> list[tuple[str, str]]:
+        """ATAT's options: a diffusion LM, phase boundaries in [0, 1] in order, positive weights."""
         errors = []
         if self.importance_estimator and self.kind == "ar":
             errors.append(("importance_estimator", "only diffusion LMs mask tokens, not kind='ar'"))
@@ -167,6 +233,11 @@ class LmConfig:
     @property
     def is_diffusion(self) -> bool:
         return self.kind != "ar"
+
+    @property
+    def bos_in_first_block(self) -> int:
+        """1 if BOS is the first token of diffusion block 0 (bd3lms layout), else 0 (an extra position)."""
+        return int(self.bd3lms_layout and self.is_diffusion)
 
     def training_noise_range(self) -> tuple[float, float]:
         """(beta, omega) that training draws t from; needs a resolved noise_range (inside RETURNN)."""

@@ -9,6 +9,10 @@ unconditioned network.  sigma may be per sequence [B] or per position [B, T] (BD
 block its own noise level).  Residual dropout after attention and MLP.  Optional key/value caching
 for semi-autoregressive decoding.  Logits are returned in the compute dtype; callers compute losses
 in float32.
+
+``LmConfig.bd3lms_layout`` gives the network of the official bd3lms code: LayerNorms without bias, an
+output layer with bias over V + 1 rows ([MASK] last), and adaLN on diffusion LMs even without time
+conditioning, where c = TimestepEmbedding(0) is a constant (the reference feeds sigma = 0).
 """
 
 from __future__ import annotations
@@ -27,6 +31,11 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 ROTARY_BASE = 10000.0
+
+
+def has_adaln(cfg: LmConfig) -> bool:
+    """Whether the blocks are adaLN-modulated: with time conditioning, and always for bd3lms' diffusion LMs."""
+    return cfg.time_conditioning or (cfg.bd3lms_layout and cfg.is_diffusion)
 
 
 class TimestepEmbedding(nn.Module):
@@ -54,17 +63,17 @@ class DiTBlock(nn.Module):
         super().__init__()
         self.n_heads = cfg.n_heads
         self.dropout = cfg.dropout
-        self.norm1 = nn.LayerNorm(cfg.hidden)
+        self.norm1 = nn.LayerNorm(cfg.hidden, bias=not cfg.bd3lms_layout)
         self.qkv = nn.Linear(cfg.hidden, 3 * cfg.hidden, bias=False)
         self.attn_out = nn.Linear(cfg.hidden, cfg.hidden, bias=False)
-        self.norm2 = nn.LayerNorm(cfg.hidden)
+        self.norm2 = nn.LayerNorm(cfg.hidden, bias=not cfg.bd3lms_layout)
         self.mlp = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.mlp_ratio * cfg.hidden),
             nn.GELU(approximate="tanh"),
             nn.Linear(cfg.mlp_ratio * cfg.hidden, cfg.hidden),
         )
         self.ada = None
-        if cfg.time_conditioning:
+        if has_adaln(cfg):
             self.ada = nn.Linear(cfg.cond_dim, 6 * cfg.hidden)
             nn.init.zeros_(self.ada.weight)
             nn.init.zeros_(self.ada.bias)
@@ -118,26 +127,28 @@ class DiT(nn.Module):
     """Token embedding -> DiT blocks -> final (adaLN-)LayerNorm -> linear or tied output layer.
 
     The sizes come from the LM's config: V embedding rows for the AR LM, V + 1 (with [MASK] = V) for
-    diffusion LMs; V output logits."""
+    diffusion LMs (and for every bd3lms-layout LM); V output logits (the bd3lms layout computes V + 1
+    rows, ``output_rows``, and drops the [MASK] row)."""
 
     def __init__(self, cfg: LmConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.input_size = cfg.vocab_size + (1 if cfg.is_diffusion else 0)
+        self.input_size = cfg.vocab_size + (1 if cfg.is_diffusion or cfg.bd3lms_layout else 0)
         self.output_size = cfg.vocab_size
+        self.output_rows = cfg.vocab_size + (1 if cfg.bd3lms_layout else 0)
         self.embed = nn.Embedding(self.input_size, cfg.hidden)
         nn.init.normal_(self.embed.weight, std=0.02)
-        self.time_embed = TimestepEmbedding(cfg.cond_dim) if cfg.time_conditioning else None
+        self.time_embed = TimestepEmbedding(cfg.cond_dim) if has_adaln(cfg) else None
         self.blocks = nn.ModuleList(DiTBlock(cfg) for _ in range(cfg.n_layers))  # named as in bd3lms' DiT
-        self.norm_out = nn.LayerNorm(cfg.hidden)
+        self.norm_out = nn.LayerNorm(cfg.hidden, bias=not cfg.bd3lms_layout)
         self.ada_out = None
-        if cfg.time_conditioning:
+        if has_adaln(cfg):
             self.ada_out = nn.Linear(cfg.cond_dim, 2 * cfg.hidden)
             nn.init.zeros_(self.ada_out.weight)
             nn.init.zeros_(self.ada_out.bias)
         self.out = None
         if not cfg.tie_embeddings:
-            self.out = nn.Linear(cfg.hidden, self.output_size, bias=False)
+            self.out = nn.Linear(cfg.hidden, self.output_rows, bias=cfg.bd3lms_layout)
             nn.init.normal_(self.out.weight, std=0.02)
 
     def hidden(
@@ -158,7 +169,7 @@ class DiT(nn.Module):
         n_out: only the first n_out positions' states are returned, and the last block computes only
         those (BD3-LM needs no outputs of its x_0 half).
         """
-        if (sigma is None) == (self.time_embed is not None):
+        if (sigma is None) == self.cfg.time_conditioning:
             raise ValueError(
                 "DiT: sigma must be given exactly when time_conditioning is on "
                 f"(time_conditioning={self.cfg.time_conditioning}, sigma given: {sigma is not None})"
@@ -169,6 +180,8 @@ class DiT(nn.Module):
         if positions is None:
             positions = torch.arange(past_len, past_len + tokens.shape[1], device=tokens.device)
         cos, sin = rotary_cos_sin(positions, self.cfg.hidden // self.cfg.n_heads, ROTARY_BASE)
+        if self.time_embed is not None and sigma is None:
+            sigma = torch.zeros(1, device=tokens.device)
         cond = None if self.time_embed is None else self.time_embed(sigma)
         x = self.embed(tokens)
         new_kv: KVCache = []
@@ -188,11 +201,15 @@ class DiT(nn.Module):
             x = x * (1 + scale) + shift
         return x, new_kv
 
-    def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Output layer: h [..., H] -> logits [..., output_size] (tied: the first V embedding rows)."""
+    def output_layer(self, h: torch.Tensor) -> torch.Tensor:
+        """Output layer: h [..., H] -> all ``output_rows`` logits (tied: the first V embedding rows)."""
         if self.out is not None:
             return self.out(h)
         return F.linear(h, self.embed.weight[: self.output_size])
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Logits [..., V] over the real vocabulary: the output layer without a [MASK] row."""
+        return self.output_layer(h)[..., : self.output_size]
 
     def forward(self, tokens: torch.Tensor, **options: Any) -> torch.Tensor:
         """Logits [B, T, output_size] for all positions (``options``: those of ``hidden``)."""

@@ -204,6 +204,11 @@ def nelbo_samples(
     """
     if not isinstance(model, MDLM):
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
+    if isinstance(model, BD3LM) and model.bos_offset:
+        raise ValueError(
+            "nelbo_samples: Monte-Carlo scoring of a BD3-LM in the bd3lms layout (BOS inside block 0) is not "
+            "implemented; its loss (BD3LM.loss / nelbo_terms) is"
+        )
     if num_samples < 1:
         raise ValueError(f"nelbo_samples: num_samples must be >= 1, got {num_samples}")
     beta, omega = noise_range

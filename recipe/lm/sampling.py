@@ -123,6 +123,10 @@ def sample_bd3lm(
     (default L'; unused with first_hitting)."""
     if not isinstance(model, BD3LM):
         raise TypeError(f"sample_bd3lm needs a BD3LM, got {type(model).__name__}")
+    if model.bos_offset:
+        raise ValueError(
+            "sample_bd3lm: sampling a BD3-LM in the bd3lms layout (BOS inside block 0) is not implemented"
+        )
     if num_samples < 1 or max_len < 1:
         raise ValueError(f"sample_bd3lm: num_samples and max_len must be >= 1, got {num_samples}, {max_len}")
     model.eval()

@@ -32,6 +32,11 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
     reverse, normalize_depth, depth_temp
                     dependency depth d -> w: d / max depth (normalize_depth), s = 1 - d (reverse: heads
                     are masked earlier) or s = d, w = n softmax(s / depth_temp) over the n word tokens
+    importance_estimator  ATAT (diffusion LMs): train an importance estimator with the model and mask by
+                    its curriculum (``recipe.lm.importance``); scoring ignores the estimator
+    curriculum      (b_1, b_2): ATAT's phases easy / medium / hard end at these fractions of the training
+    focus_weight    f: ATAT's weight of the tokens in the current phase's importance band (others 1)
+    importance_loss_weight  lambda: weight of the estimator's MSE loss in the training loss
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {
     "reverse": False,
     "normalize_depth": True,
     "depth_temp": 1.0,
+    "importance_estimator": False,
+    "curriculum": (0.3, 0.7),
+    "focus_weight": 2.0,
+    "importance_loss_weight": 0.1,
 }
 DEPTH_MODES = (None, "dependency")
 
@@ -97,10 +106,15 @@ class LmConfig:
     reverse: bool = False
     normalize_depth: bool = True
     depth_temp: float = 1.0
+    importance_estimator: bool = False
+    curriculum: tuple[float, float] = (0.3, 0.7)
+    focus_weight: float = 2.0
+    importance_loss_weight: float = 0.1
 
     def __post_init__(self) -> None:
-        if isinstance(self.noise_range, list):
-            object.__setattr__(self, "noise_range", tuple(self.noise_range))
+        for name in ("noise_range", "curriculum"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, error in self._errors():
             raise ValueError(f"LmConfig.{name}: {error} (in {self.describe()})")
 
@@ -157,6 +171,7 @@ class LmConfig:
             if self.resample:
                 errors.append(("resample", "mask resampling is not implemented for the bd3lms layout"))
         errors.extend(self._masking_errors())
+        errors.extend(self._importance_errors())
         if isinstance(self.noise_range, tuple):
             low, high = self.noise_range if len(self.noise_range) == 2 else (None, None)
             if not (isinstance(low, float | int) and isinstance(high, float | int) and 0 < low <= high <= 1):
@@ -186,8 +201,36 @@ class LmConfig:
             errors.append(("depth_temp", f"must be a positive temperature, got {self.depth_temp!r}"))
         if self.kind == "ar" and (self.mix_alpha or self.depth_mode is not None):
             errors.append(("mix_alpha", "token-adaptive masking needs a diffusion LM, not the AR LM"))
-        elif self.mix_alpha and self.depth_mode is None:
-            errors.append(("mix_alpha", f"{self.mix_alpha} > 0 needs a token weight source: depth_mode"))
+        elif self.mix_alpha and self.depth_mode is None and not self.importance_estimator:
+            errors.append(
+                (
+                    "mix_alpha",
+                    f"{self.mix_alpha} > 0 needs a token weight source: depth_mode or importance_estimator",
+                )
+            )
+        elif self.depth_mode is not None and self.importance_estimator:
+            errors.append(
+                ("importance_estimator", "one token weight source: depth_mode or importance_estimator")
+            )
+        return errors
+
+    def _importance_errors(self) -> list[tuple[str, str]]:
+        """ATAT's options: a diffusion LM, phase boundaries in [0, 1] in order, positive weights."""
+        errors = []
+        if self.importance_estimator and self.kind == "ar":
+            errors.append(("importance_estimator", "only diffusion LMs mask tokens, not kind='ar'"))
+        pair = isinstance(self.curriculum, tuple) and len(self.curriculum) == 2
+        first, second = self.curriculum if pair else (None, None)
+        if not (
+            isinstance(first, float | int) and isinstance(second, float | int) and 0 <= first <= second <= 1
+        ):
+            errors.append(
+                ("curriculum", f"must be (b_1, b_2) with 0 <= b_1 <= b_2 <= 1, got {self.curriculum}")
+            )
+        if not self.focus_weight > 0:
+            errors.append(("focus_weight", f"must be positive, got {self.focus_weight}"))
+        if not self.importance_loss_weight >= 0:
+            errors.append(("importance_loss_weight", f"must be >= 0, got {self.importance_loss_weight}"))
         return errors
 
     @property

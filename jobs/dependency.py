@@ -11,6 +11,7 @@ from recipe.data.dependency_parsers import DEFAULT_SPACY_MODEL, PARSERS, model_v
 from sisyphus import Job, Task, tk
 
 PROGRESS_FILE = "parses.jsonl"
+PARSE_CHUNK = 256  # sequences per parser batch and progress line
 
 
 class ParseDependencyDepthJob(Job):
@@ -78,25 +79,27 @@ class ParseDependencyDepthJob(Job):
         print(f"{parser.version}: {len(todo)} of {len(texts)} sequences to parse ({len(words)} done before)")
         start = time.time()
         with open(PROGRESS_FILE, "a", encoding="utf-8") as progress:
-            for count, tag in enumerate(todo, 1):
+            for first in range(0, len(todo), PARSE_CHUNK):
+                chunk = todo[first : first + PARSE_CHUNK]
                 try:
-                    parsed = parser.parse(texts[tag])
-                except Exception as exc:
-                    raise RuntimeError(
-                        f"{self.text_dict}: the {self.parser} parser failed on sequence {tag!r}: {exc}. The "
-                        f"{len(words)} parses done are kept in {os.path.abspath(PROGRESS_FILE)}; a rerun "
-                        "continues after them"
-                    ) from exc
-                words[tag] = parsed
-                progress.write(
-                    json.dumps({"tag": tag, "words": [[w.start, w.end, w.head] for w in parsed]}) + "\n"
+                    parsed = parser.parse_batch([texts[tag] for tag in chunk])
+                except Exception:  # noqa: BLE001 - found and named below, one sequence at a time
+                    parsed = []
+                    for tag in chunk:
+                        try:
+                            parsed.append(parser.parse(texts[tag]))
+                        except Exception as exc:
+                            _append(progress, words, chunk, parsed)
+                            raise RuntimeError(
+                                f"{self.text_dict}: the {self.parser} parser failed on sequence {tag!r}: {exc}. "
+                                f"The {len(words)} parses done are kept in {os.path.abspath(PROGRESS_FILE)}; a "
+                                "rerun continues after them"
+                            ) from exc
+                _append(progress, words, chunk, parsed)
+                done = first + len(chunk)
+                print(
+                    f"parsed {done}/{len(todo)} ({done / max(time.time() - start, 1e-9):.0f}/s)", flush=True
                 )
-                progress.flush()
-                if count % 500 == 0 or count == len(todo):
-                    print(
-                        f"parsed {count}/{len(todo)} ({count / max(time.time() - start, 1e-9):.0f}/s)",
-                        flush=True,
-                    )
         processor = load_sentencepiece(self.spm_model)
         features = {tag: sequence_depth_features(processor, texts[tag], words[tag], tag) for tag in texts}
         write_depth_hdf(
@@ -115,6 +118,14 @@ class ParseDependencyDepthJob(Job):
         }
         with open(self.out_info, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
+
+
+def _append(progress, words: dict, tags: list[str], parsed: list) -> None:
+    """Record the parses of ``tags[:len(parsed)]`` in ``words`` and the progress file (flushed)."""
+    for tag, parse in zip(tags, parsed, strict=False):
+        words[tag] = parse
+        progress.write(json.dumps({"tag": tag, "words": [[w.start, w.end, w.head] for w in parse]}) + "\n")
+    progress.flush()
 
 
 def _parser_model(parser: str, parser_model: str | tk.Path | None) -> str | tk.Path:

@@ -130,20 +130,44 @@ def test_ar_logits_and_nll_equal_reference(outputs: dict) -> None:
     assert abs(float(-logp.sum() / lengths.sum()) - float(ref["val_nll"])) <= TOL
 
 
-def test_bd3lm_sampling_log_probs_equal_reference(outputs: dict) -> None:
-    """The semi-AR sampler's block-causal passes over growing prefixes (rotary positions 0..len-1)."""
+def test_bd3lm_sampler_probs_equal_reference(outputs: dict) -> None:
+    """The semi-AR sampler's denoiser for the current block given the clean earlier blocks (bd3lms: one
+    pass over the prefix under the block-causal mask, rotary positions 0..len-1), with and without the
+    key/value cache of the clean blocks; block 0 starts with BOS."""
+    from recipe.lm.sampling import _block_probs
+
     _, model = imported("bd3lm_bs4")
     sample = outputs["sample_bd3lm_bs4"]
-    for k in (0, 5, 14):
+    for k in (0, 2, 5, 14):
         x = sample["forward_x"][k]
-        n = x.shape[1]
-        attn = sample["sampler_mask_full"][:n, :n]
-        with torch.no_grad():
-            logits = model.backbone.logits(model.backbone.hidden(x, attn_mask=attn)[0][:, -4:]).float()
-        ref = sample["forward_log_probs_last_block"][k]
-        masked = x[:, -4:] == model.mask_id
-        got = torch.log_softmax(logits, dim=-1)[masked]
-        assert (got - ref[masked][:, :50]).abs().max() <= TOL
+        context, block = x[:, :-4], x[:, -4:]
+        blocks = torch.arange(context.shape[1]) // 4
+        cache = (
+            model.backbone.hidden(context, attn_mask=blocks[None, :] <= blocks[:, None])[1] if k > 2 else None
+        )
+        masked = block == model.mask_id
+        ref = sample["forward_log_probs_last_block"][k][masked][:, :50]
+        for kv in (None, cache):
+            probs = _block_probs(model, context[:, 1:], block, None, kv, 1.0)
+            assert (probs[masked].log() - ref).abs().max() <= TOL
+
+
+def test_bd3lm_layout_sampling_runs_block_by_block(outputs: dict) -> None:
+    """Generation in the bd3lms layout: BOS fills block 0's first slot, block 0 holds 3 tokens, then 4
+    per block; the cache and no-cache runs give the same samples from the same generator."""
+    from recipe.lm.sampling import sample_bd3lm
+
+    _, model = imported("bd3lm_bs4")
+    runs = [
+        sample_bd3lm(
+            model, 3, 11, generator=torch.Generator().manual_seed(1), use_kv_cache=cache, stop_at_eos=False
+        )
+        for cache in (True, False)
+    ]
+    assert runs[0].sequences == runs[1].sequences
+    assert all(len(seq) == 11 for seq in runs[0].sequences)
+    assert all(0 <= tok < 50 for seq in runs[0].sequences for tok in seq)
+    assert runs[1].num_forward == 3 + 4 + 4  # first hitting: one call per masked token, 11 tokens
 
 
 def test_default_layout_is_unchanged() -> None:
@@ -295,20 +319,25 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         bc.import_checkpoint(hf)
 
 
-def test_layout_mdlm_scores_and_bd3lm_refuses(outputs: dict) -> None:
-    """MDLM (one block) scores through the Monte-Carlo estimator: for a one-token sequence every sample is
-    exactly -log p(x | [BOS, MASK]); BD3-LM scoring with BOS inside block 0 is refused, not silently wrong."""
+def test_layout_scores_equal_reference(outputs: dict) -> None:
+    """The Monte-Carlo scorer of perplexity and rescoring on imported models: with L' = 1 (BOS alone in
+    block 0, one token per block) every sample is the exact -log p(x_i | x_<i), so the per-token score is
+    bd3lms' deterministic bd3lm_bs1 val/nll; an MDLM's one-token sequence scores exactly -log p(x | MASK)."""
     from recipe.lm.likelihood import nelbo_samples
 
-    _, model = imported("mdlm")
-    tokens, lengths = torch.tensor([[49]]), torch.tensor([1])
-    samples = nelbo_samples(model, tokens, lengths, num_samples=4, generator=torch.Generator().manual_seed(0))
+    _, model = imported("bd3lm_bs1")
+    tokens, lengths = batch(outputs)
+    generator = torch.Generator().manual_seed(0)
+    for cache in (True, False):
+        samples = nelbo_samples(model, tokens, lengths, num_samples=3, generator=generator, cache=cache)
+        assert (samples - samples[:, :1]).abs().max() <= 1e-5
+        assert abs(float(samples[:, 0].sum() / lengths.sum()) - float(outputs["bd3lm_bs1"]["val_nll"])) <= TOL
+    _, mdlm = imported("mdlm")
+    one, one_len = torch.tensor([[49]]), torch.tensor([1])
+    samples = nelbo_samples(mdlm, one, one_len, num_samples=4, generator=generator)
     with torch.no_grad():
-        exact = -model.denoiser_log_probs(tokens, lengths, torch.tensor([[model.mask_id]]))[0, 0, 49]
+        exact = -mdlm.denoiser_log_probs(one, one_len, torch.tensor([[mdlm.mask_id]]))[0, 0, 49]
     assert torch.allclose(samples, exact.double().expand_as(samples), atol=1e-6)
-    _, bd3 = imported("bd3lm_bs4")
-    with pytest.raises(ValueError, match="bd3lms layout"):
-        nelbo_samples(bd3, *batch(outputs), num_samples=2)
 
 
 def test_compiled_prefix_and_ema_order(tmp_path: Path) -> None:

@@ -276,8 +276,8 @@ def _exact_nelbo(model, ids: list[int], beta: float = 1e-3, omega: float = 1.0) 
     x = torch.tensor([ids])
     block = model.block_len(n)
     total = 0.0
-    for start in range(0, n, block):
-        pos = list(range(start, min(n, start + block)))
+    for start in range(-model.bos_offset, n, block):  # BOS inside block 0 (bd3lms layout) takes a slot
+        pos = list(range(max(start, 0), min(n, start + block)))
         for m in itertools.product((False, True), repeat=len(pos)):
             k = sum(m)
             if not k:
@@ -308,13 +308,18 @@ def _exact_nelbo(model, ids: list[int], beta: float = 1e-3, omega: float = 1.0) 
         ("bd3lm", "aligned", False, True),
         ("bd3lm", "aligned", True, True),
         ("bd3lm", "aligned", False, False),
+        ("bd3lms_layout_bd3lm", "shared", False, True),
+        ("bd3lms_layout_bd3lm", "aligned", False, True),
+        ("bd3lms_layout_mdlm", "aligned", True, True),
     ],
 )
 def test_every_noise_option_is_unbiased_against_exact_enumeration(kind, noise, lattice, stratified) -> None:
     """Each hypothesis's estimate (K = 4 samples) averaged over 300 independent groups equals its exact
     NELBO within 4.5 standard errors; the group holds a pivot, an insertion, a deletion and a
     substitution so that the aligned noise maps uniforms and block times across hypotheses."""
-    extra = {"block_size": 2} if kind == "bd3lm" else {}
+    extra = {"block_size": 2} if kind.endswith("bd3lm") else {}
+    if kind.startswith("bd3lms_layout_"):
+        kind, extra = kind.removeprefix("bd3lms_layout_"), {**extra, "bd3lms_layout": True, "max_seq_len": 31}
     model = _model(kind, 7, 0, sharpen=1.0, **extra)
     hyps = [[3, 4, 5, 6, 0], [3, 2, 4, 5, 6, 0], [3, 5, 6, 0], [3, 4, 1, 6, 0]]
     exact = torch.tensor([_exact_nelbo(model, h) for h in hyps], dtype=torch.float64)

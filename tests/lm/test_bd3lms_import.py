@@ -380,3 +380,23 @@ def test_layout_time_conditioning_uses_block_0_sigma(outputs: dict) -> None:
         first[:, 0] = 0.6
         other = model.nelbo_terms(tokens, lengths, first, mask) * first.repeat_interleave(4, dim=1)[:, 1:]
     assert torch.allclose(base, same, atol=1e-6) and not torch.allclose(base, other, atol=1e-3)
+
+
+def test_pytorch_model_bin_and_training_loss(tmp_path: Path, outputs: dict) -> None:
+    """A Hugging Face directory with pytorch_model.bin imports like safetensors, and the imported model
+    trains on: its loss draws t per block of [BOS ; x] and never masks BOS."""
+    hf = hf_dir_from_backbone_state(tmp_path, "bd3lm_bs4")
+    torch.save(load_file(hf / "model.safetensors"), hf / "pytorch_model.bin")
+    _, from_safetensors = bc.import_checkpoint(hf)
+    (hf / "model.safetensors").unlink()
+    config, from_bin = bc.import_checkpoint(hf)
+    assert all(torch.equal(from_bin[k], from_safetensors[k]) for k in from_safetensors)
+    model = build_model(config)
+    model.load_state_dict(from_bin)
+    tokens, lengths = batch(outputs)
+    nelbo, count = model.loss(tokens, lengths, generator=torch.Generator().manual_seed(0))
+    nelbo.backward()
+    assert int(count) == 45 and torch.isfinite(nelbo) and model.backbone.out.bias.grad.abs().sum() > 0
+    assert model.num_blocks(15) == 4 and model.expand_t(torch.arange(4.0)[None], 15).tolist() == [
+        [0.0] * 3 + [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    ]

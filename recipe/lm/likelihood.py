@@ -37,30 +37,33 @@ from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import NoiseRange, scale_to_range, stratified_uniform, uniform
 
 
-def _block_offsets(n_positions: int, block: int, start: int, device: torch.device) -> torch.Tensor:
-    """Offset of every position inside its block [n_positions], block 0's counted from ``start``
-    (negative before it: BOS inside block 0 is not a maskable token)."""
+def _block_offsets(n_positions: int, block: int, skip: int, device: torch.device) -> torch.Tensor:
+    """Offset of every position from the first maskable position of its block [n_positions]; the first
+    ``skip`` positions are never masked (BOS inside block 0, bd3lms' ignore_bos) and get negative ones."""
     positions = torch.arange(n_positions, device=device)
-    return positions % block - start * (positions < block)
+    return positions - torch.clamp(positions // block * block, min=skip)
 
 
-def block_counts(lengths: torch.Tensor, width: int, block: int, n_blocks: int, start: int) -> torch.Tensor:
-    """Real tokens per block [B, n_blocks] when token i sits at position i + start (start = 1: BOS is
-    the first position of block 0)."""
+def block_counts(
+    lengths: torch.Tensor, width: int, block: int, n_blocks: int, shift: int, skip: int
+) -> torch.Tensor:
+    """Maskable tokens per block [B, n_blocks] when token i sits at position i + shift (shift = 1: BOS is
+    the first position of block 0) and positions < skip are never masked."""
     valid = valid_mask(lengths, width).long()
-    valid = torch.nn.functional.pad(valid, (start, n_blocks * block - width - start))
+    valid = torch.nn.functional.pad(valid, (shift, n_blocks * block - width - shift))
+    valid[:, :skip] = 0
     return valid.view(-1, n_blocks, block).sum(-1)
 
 
 def conditioned_block_mask(
-    u: torch.Tensor, v: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int, start: int = 0
+    u: torch.Tensor, v: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int, skip: int = 0
 ) -> torch.Tensor:
     """Bool [R, T] mask, per block ~ Bernoulli(p_b)^{n_b} conditioned on at least one masked token.
 
     u [R, T] and v [R, n_blocks]: U[0, 1) draws; p [R, n_blocks]: masking probability per block;
-    counts [R, n_blocks]: real tokens per block (the first counts positions of the block, >= 0; block 0's
-    from position ``start`` on); block: block size (positions of block b are b*block .. b*block+block-1,
-    the last one may be cut at T).  Blocks without real tokens stay unmasked.
+    counts [R, n_blocks]: maskable tokens per block (the first counts positions of the block from its
+    first position >= ``skip``, >= 0); block: block size (positions of block b are b*block ..
+    b*block+block-1, the last one may be cut at T).  Blocks without maskable tokens stay unmasked.
     """
     seq_len = u.shape[1]
     q = (1.0 - p.double()).clamp(min=0.0)
@@ -69,7 +72,7 @@ def conditioned_block_mask(
     ratio = torch.log1p(-v.double() * (1.0 - q**n)) / log_q
     first = torch.ceil(torch.nan_to_num(ratio, nan=0.0)).clamp(min=1.0)
     first = torch.minimum(first, n.clamp(min=1.0)) - 1.0
-    offset = _block_offsets(seq_len, block, start, u.device).double()
+    offset = _block_offsets(seq_len, block, skip, u.device).double()
     first_pos = first.repeat_interleave(block, dim=1)[:, :seq_len]
     p_pos = p.repeat_interleave(block, dim=1)[:, :seq_len]
     real = (offset >= 0) & (offset < counts.repeat_interleave(block, dim=1)[:, :seq_len])
@@ -80,7 +83,7 @@ NOISE_METHODS = ("independent", "shared", "aligned")
 
 
 def aligned_block_mask(
-    u: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int, start: int = 0
+    u: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int, skip: int = 0
 ) -> torch.Tensor:
     """Bool [R, T] mask with the law of ``conditioned_block_mask`` (same arguments), from the position
     uniforms alone.
@@ -95,7 +98,7 @@ def aligned_block_mask(
     rows, seq_len = u.shape
     n_blocks = p.shape[1]
     pad = n_blocks * block - seq_len
-    offset = _block_offsets(n_blocks * block, block, start, u.device).view(n_blocks, block)
+    offset = _block_offsets(n_blocks * block, block, skip, u.device).view(n_blocks, block)
     real = (offset[None] >= 0) & (offset[None] < counts[:, :, None])
     ub = torch.nn.functional.pad(u.double(), (0, pad), value=2.0).view(rows, n_blocks, block)
     ub = torch.where(real, ub, torch.full_like(ub, 2.0))
@@ -149,29 +152,32 @@ def _group_noise(
     stratified: bool,
     noise: str,
     lattice: bool,
+    ignore_first: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(t [m, K, n_blocks(W)], mask [m, K, W]) for the m sequences of one group, drawn at the group's
     own width W = max length (so they do not depend on the rest of the batch or its padding).  Blocks
     are laid over the model's positions: token i at i + ``model.bos_offset`` (1 when BOS is the first
-    position of block 0); the masks are returned for the tokens."""
+    position of block 0); the masks are returned for the tokens.  ignore_first: token 0 is never masked
+    (its block's mask is drawn on its other positions)."""
     m = x0.shape[0]
     width = int(lengths.max())
     block = model.block_len(width)
     n_blocks = model.num_blocks(width)
-    start = model.bos_offset
+    shift = model.bos_offset
+    skip = shift + int(ignore_first)
     device = x0.device
     beta, omega = noise_range
     t = scale_to_range(_draws((num_samples, n_blocks), generator, device, stratified, lattice), beta, omega)
-    pad = n_blocks * block - width - start
-    counts = block_counts(lengths, width, block, n_blocks, start)
+    pad = n_blocks * block - width - shift
+    counts = block_counts(lengths, width, block, n_blocks, shift, skip)
     if noise == "shared":
         v = _draws((num_samples, n_blocks), generator, device, stratified)
-        u = torch.nn.functional.pad(_draws((num_samples, width), generator, device, stratified), (start, 0))
+        u = torch.nn.functional.pad(_draws((num_samples, width), generator, device, stratified), (shift, 0))
         rows_counts = counts.repeat_interleave(num_samples, dim=0)
         mask = conditioned_block_mask(
-            u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block, start
-        )[:, start:]
-        return t.expand(m, -1, -1), mask.reshape(m, num_samples, width)
+            u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block, skip
+        )
+        return t.expand(m, -1, -1), mask[:, shift:].reshape(m, num_samples, width)
     # aligned: the first sequence of the group is the pivot; every other sequence's tokens take the
     # pivot's uniforms where they align to it and fresh ones elsewhere; each block takes the pivot t of
     # the block holding the pivot token aligned to its first aligned token (else of the same index).
@@ -184,17 +190,17 @@ def _group_noise(
         pi = torch.tensor(align_to_pivot(seqs[i], seqs[0]) + [-1] * (width - len(seqs[i])), device=device)
         aligned = pi >= 0
         u_rows.append(torch.where(aligned, u_pivot[:, pi.clamp(min=0)], fresh[i]))
-        first = torch.where(torch.nn.functional.pad(aligned, (start, pad)), positions, n_blocks * block)
-        first_token = first.view(n_blocks, block).min(dim=1).values - start
+        first = torch.where(torch.nn.functional.pad(aligned, (shift, pad)), positions, n_blocks * block)
+        first_token = first.view(n_blocks, block).min(dim=1).values - shift
         has = first_token < width
         pivot_token = pi[first_token.clamp(min=0, max=width - 1)]
-        pivot_block = torch.where(has, (pivot_token + start) // block, positions[:n_blocks])
+        pivot_block = torch.where(has, (pivot_token + shift) // block, positions[:n_blocks])
         t_rows.append(t[:, pivot_block])
     t_all = torch.stack(t_rows)
-    u_all = torch.nn.functional.pad(torch.stack(u_rows).reshape(m * num_samples, width), (start, 0))
+    u_all = torch.nn.functional.pad(torch.stack(u_rows).reshape(m * num_samples, width), (shift, 0))
     rows_counts = counts.repeat_interleave(num_samples, dim=0)
-    mask = aligned_block_mask(u_all, t_all.reshape(m * num_samples, n_blocks), rows_counts, block, start)
-    return t_all, mask[:, start:].reshape(m, num_samples, width)
+    mask = aligned_block_mask(u_all, t_all.reshape(m * num_samples, n_blocks), rows_counts, block, skip)
+    return t_all, mask[:, shift:].reshape(m, num_samples, width)
 
 
 @torch.no_grad()
@@ -212,6 +218,7 @@ def nelbo_samples(
     noise: str = "shared",
     lattice: bool = False,
     cache: bool = True,
+    ignore_first: bool = False,
 ) -> torch.Tensor:
     """K = num_samples unbiased NELBO estimates per sequence (float64 [B, K], nats, >= 0).
 
@@ -223,7 +230,10 @@ def nelbo_samples(
     that generator, not on the batch.  lattice: t on a randomised lattice over the K samples instead
     of a Latin hypercube (with ``stratified``).  cache: BD3-LM computes the clean half's keys/values
     once per sequence (``BD3LM.clean_kv``); False runs the full x_t ⊕ x_0 pass per sample (same scores
-    to float tolerance; always so in the bd3lms layout, whose BOS lies inside block 0).  max_rows bounds the model batch (sequences x samples) per forward pass.
+    to float tolerance; always so in the bd3lms layout, whose BOS lies inside block 0).  max_rows bounds
+    the model batch (sequences x samples) per forward pass.  ignore_first (bd3lms' ``ignore_bos``):
+    position 0 (a BOS token of the data) is never masked, so it adds no term; its block has one
+    maskable token less.
     """
     if not isinstance(model, MDLM):
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
@@ -255,7 +265,16 @@ def nelbo_samples(
         members = (group_index == g).nonzero()[:, 0]
         gen = generator if generator is None or isinstance(generator, torch.Generator) else generator[g]
         t, mask = _group_noise(
-            model, x0[members], lengths[members], num_samples, noise_range, gen, stratified, noise, lattice
+            model,
+            x0[members],
+            lengths[members],
+            num_samples,
+            noise_range,
+            gen,
+            stratified,
+            noise,
+            lattice,
+            ignore_first,
         )
         rows_t[members, :, : t.shape[2]] = t.float()
         rows_mask[members, :, : mask.shape[2]] = mask
@@ -263,13 +282,17 @@ def nelbo_samples(
     rows_mask = rows_mask.view(batch * num_samples, seq_len)
     rows_x0 = x0.repeat_interleave(num_samples, dim=0)
     rows_len = lengths.repeat_interleave(num_samples, dim=0)
-    counts = block_counts(rows_len, seq_len, block, n_blocks, model.bos_offset)
+    shift = model.bos_offset
+    counts = block_counts(rows_len, seq_len, block, n_blocks, shift, shift)  # real tokens per block
+    maskable = block_counts(rows_len, seq_len, block, n_blocks, shift, shift + int(ignore_first))  # the n_b
 
     was_training = model.training
     model.eval()
     try:
-        if cache and isinstance(model, BD3LM) and not model.bos_offset:
-            out = _bd3_block_estimates(model, x0, lengths, rows_mask, rows_t, counts, num_samples, max_rows)
+        if cache and isinstance(model, BD3LM) and not shift:
+            out = _bd3_block_estimates(
+                model, x0, lengths, rows_mask, rows_t, counts, maskable, num_samples, max_rows
+            )
         else:
             out = torch.empty(batch * num_samples, dtype=torch.float64, device=device)
             for start in range(0, batch * num_samples, max_rows):
@@ -279,7 +302,7 @@ def nelbo_samples(
                 sigma = model.schedule.sigma_from_move_chance(t_pos) if model.time_conditioning else None
                 nll = model.masked_nll(rows_x0[sl], rows_len[sl], xt, sigma).double()
                 t_b = rows_t[sl].double()
-                weight = (1.0 - (1.0 - t_b) ** counts[sl].double()) / t_b
+                weight = (1.0 - (1.0 - t_b) ** maskable[sl].double()) / t_b
                 out[sl] = (model.expand_t(weight, seq_len) * nll).sum(dim=1)
     finally:
         model.train(was_training)
@@ -293,11 +316,13 @@ def _bd3_block_estimates(
     rows_mask: torch.Tensor,
     rows_t: torch.Tensor,
     counts: torch.Tensor,
+    maskable: torch.Tensor,
     num_samples: int,
     max_rows: int,
 ) -> torch.Tensor:
     """BD3-LM estimates per row (sequence x sample) from the clean half computed once per sequence
-    (``BD3LM.clean_kv``) and one unit per (row, block with real tokens) (``BD3LM.block_nll_cached``).
+    (``BD3LM.clean_kv``) and one unit per (row, block with real tokens) (``BD3LM.block_nll_cached``);
+    counts [rows, n_blocks]: real tokens per block, maskable: those that can be masked (the weight's n_b).
 
     Block b's term depends only on the tokens of blocks <= b, the block's mask and its t, so units
     that agree on those (hypotheses of one utterance with a common prefix under shared noise) are
@@ -350,7 +375,7 @@ def _bd3_block_estimates(
         n_b = counts[r, b]
         sigma = model.schedule.sigma_from_move_chance(rows_t[r, b]) if model.time_conditioning else None
         ce = model.block_nll_cached(xt[r[:, None], cols], x0p[seq[:, None], cols], b, n_b, sigma, kv)
-        values[idx] = (1.0 - (1.0 - t_b) ** n_b.double()) / t_b * ce
+        values[idx] = (1.0 - (1.0 - t_b) ** maskable[r, b].double()) / t_b * ce
     out = torch.zeros(rows, dtype=torch.float64, device=device)
     return out.index_add_(0, unit_of[:, 0], values[inverse])
 
@@ -371,9 +396,11 @@ def sequence_log_likelihood(
     noise: str | None = None,
     lattice: bool = False,
     cache: bool = True,
+    ignore_first: bool = False,
 ) -> torch.Tensor:
     """Score per sequence, float64 [B], higher is better: exact log p(x) for the AR LM, else the mean
-    of ``nelbo_samples`` negated (-NELBO <= log p(x)).  All ``lengths`` positions (EOS included) count.
+    of ``nelbo_samples`` negated (-NELBO <= log p(x)).  All ``lengths`` positions (EOS included) count,
+    except position 0 with ``ignore_first`` (bd3lms' ``ignore_bos``; AR: log p(x_1.. | x_0)).
 
     noise: "independent" (every sequence its own noise), "shared" or "aligned" (hypotheses with equal
     ``groups`` id share noise; groups None: the whole batch is one group); None = "shared" if
@@ -383,6 +410,8 @@ def sequence_log_likelihood(
         was_training = model.training
         model.eval()
         try:
+            if ignore_first:
+                return model.token_log_probs(tokens, lengths)[:, 1:].sum(dim=1).double()
             return model.sequence_log_prob(tokens, lengths).double()
         finally:
             model.train(was_training)
@@ -407,5 +436,6 @@ def sequence_log_likelihood(
         noise="shared" if noise == "independent" else noise,
         lattice=lattice,
         cache=cache,
+        ignore_first=ignore_first,
     )
     return -samples.mean(dim=1)

@@ -134,3 +134,28 @@ def test_failed_import_leaves_nothing_finished(fresh_graph: Path) -> None:
     )
     with pytest.raises(ValueError, match="bd3lms_layout"):
         ExportHfCheckpointJob(job.out_checkpoint, default)
+
+
+def test_export_job_resolves_a_searched_noise_range(fresh_graph: Path) -> None:
+    """A BD3-LM whose noise range is a Variable (e.g. SearchNoiseRangeJob's output) exports the searched
+    range as config.json's sampling_eps_min/max and the sampling_eps buffers."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from jobs.pretrained import ExportHfCheckpointJob, ImportBd3lmsCheckpointJob, bd3lms_lm_config
+    from sisyphus import tk
+
+    ckpt = tk.Path(str(FIXTURE / "bd3lm_bs4.lightning.ckpt"))
+    imported = ImportBd3lmsCheckpointJob(ckpt, bd3lms_lm_config(ckpt))
+    tk.run_job(imported)
+    searched = tk.Variable(str(fresh_graph / "noise_range"))
+    searched.set((0.3, 0.8))
+    clipped = dataclasses.replace(imported.lm_config, noise_range=searched)
+    export = ExportHfCheckpointJob(imported.out_checkpoint, clipped)
+    tk.run_job(export)
+    directory = Path(export.out_dir.get_path())
+    config = json.loads((directory / "config.json").read_text())
+    assert (config["sampling_eps_min"], config["sampling_eps_max"]) == (0.3, 0.8)
+    assert float(load_file(directory / "model.safetensors")["sampling_eps_min"]) == pytest.approx(0.3)
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["hf"]  # no .tmp left behind

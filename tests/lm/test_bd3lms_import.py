@@ -154,8 +154,9 @@ def test_bd3lm_sampler_probs_equal_reference(outputs: dict) -> None:
 
 def test_bd3lm_layout_sampling_runs_block_by_block(outputs: dict) -> None:
     """Generation in the bd3lms layout: BOS fills block 0's first slot, block 0 holds 3 tokens, then 4
-    per block; the cache and no-cache runs give the same samples from the same generator."""
-    from recipe.lm.sampling import sample_bd3lm
+    per block; the cache and no-cache runs give the same samples from the same generator.  MDLM samples
+    after its BOS too."""
+    from recipe.lm.sampling import sample_bd3lm, sample_mdlm
 
     _, model = imported("bd3lm_bs4")
     runs = [
@@ -168,6 +169,11 @@ def test_bd3lm_layout_sampling_runs_block_by_block(outputs: dict) -> None:
     assert all(len(seq) == 11 for seq in runs[0].sequences)
     assert all(0 <= tok < 50 for seq in runs[0].sequences for tok in seq)
     assert runs[1].num_forward == 3 + 4 + 4  # first hitting: one call per masked token, 11 tokens
+    mdlm = imported("mdlm")[1]
+    samples = sample_mdlm(
+        mdlm, 2, 15, num_steps=5, stop_at_eos=False, generator=torch.Generator().manual_seed(1)
+    )
+    assert all(len(seq) == 15 and all(0 <= tok < 50 for tok in seq) for seq in samples.sequences)
 
 
 def test_default_layout_is_unchanged() -> None:

@@ -408,3 +408,52 @@ def test_pytorch_model_bin_and_training_loss(tmp_path: Path, outputs: dict) -> N
     assert model.num_blocks(15) == 4 and model.expand_t(torch.arange(4.0)[None], 15).tolist() == [
         [0.0] * 3 + [1.0] * 4 + [2.0] * 4 + [3.0] * 4
     ]
+
+
+def test_lightning_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    """A Lightning checkpoint whose hydra config (here a plain dict, as OmegaConf.to_container saves it)
+    names another algorithm, lacks a key, disagrees with the weights' shapes, or whose EMA list does not
+    follow the parameters: each is an error naming the file and the key."""
+    resolved = json.loads((FIXTURE / "config.json").read_text())["cases"]["mdlm"]["resolved_config"]
+    state = torch.load(FIXTURE / "mdlm.backbone_state_dict.pt", weights_only=True)
+    weights = {f"backbone._orig_mod.{k}": v for k, v in state.items()}
+    params = [v for k, v in state.items() if k != "rotary_emb.inv_freq"]
+
+    def write(config: dict, ema: list | None = params) -> Path:
+        path = tmp_path / "last.ckpt"
+        torch.save(
+            {"state_dict": weights, "hyper_parameters": {"config": config}, "ema": {"shadow_params": ema}},
+            path,
+        )
+        return path
+
+    config, imported_state = bc.import_checkpoint(write(resolved))
+    assert config == bc.import_checkpoint(FIXTURE / "mdlm.lightning.ckpt")[0]
+    _, fixture_state = bc.import_checkpoint(FIXTURE / "mdlm.lightning.ckpt")
+    assert all(torch.equal(imported_state[k], fixture_state[k]) for k in fixture_state)
+    cases = [
+        (resolved | {"algo": resolved["algo"] | {"name": "sedd"}}, "algo.name 'sedd' is not one of"),
+        (
+            resolved | {"algo": resolved["algo"] | {"parameterization": "d3pm"}},
+            "algo.parameterization 'd3pm'",
+        ),
+        (resolved | {"noise": {"type": "cosine"}}, "noise.type 'cosine'"),
+        (resolved | {"algo": resolved["algo"] | {"ignore_bos": False}}, "algo.ignore_bos must be true"),
+        ({k: v for k, v in resolved.items() if k != "model"}, "the config has no key 'model.length'"),
+        (
+            resolved | {"model": resolved["model"] | {"cond_dim": 8}},
+            r"backbone\.sigma_map\.mlp\.0\.weight has shape",
+        ),
+        (
+            resolved | {"model": resolved["model"] | {"n_heads": 3}},
+            "its config gives no valid LM: LmConfig.n_heads",
+        ),
+    ]
+    for config, message in cases:
+        with pytest.raises((ValueError, KeyError), match=message) as error:
+            bc.import_checkpoint(write(config))
+        assert str(tmp_path / "last.ckpt") in str(error.value)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'last.ckpt'}.*ema.shadow_params has 29 tensors"):
+        bc.import_checkpoint(write(resolved, params[:-1]))
+    with pytest.raises(ValueError, match=r"EMA shadow of vocab_embed.embedding has shape \(32, 51\)"):
+        bc.import_checkpoint(write(resolved, [params[0].T, *params[1:]]))

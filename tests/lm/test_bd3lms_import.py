@@ -457,3 +457,18 @@ def test_lightning_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
         bc.import_checkpoint(write(resolved, params[:-1]))
     with pytest.raises(ValueError, match=r"EMA shadow of vocab_embed.embedding has shape \(32, 51\)"):
         bc.import_checkpoint(write(resolved, [params[0].T, *params[1:]]))
+
+
+@pytest.mark.parametrize("case", ["bd3lm_bs4", "bd3lm_bs16", "bd3lm_bs1"])
+def test_full_xt_x0_pass_and_mask_equal_reference(outputs: dict, case: str) -> None:
+    """The block-diffusion mask is bd3lms' block_diff_mask, and the whole x_t ⊕ x_0 pass (both halves,
+    rotary positions 0..L-1 in each) gives the reference's output layer on all 2L positions."""
+    from recipe.lm.block_diffusion import bd3_attention_mask
+
+    config, model = imported(case)
+    ref = outputs[case]
+    assert torch.equal(bd3_attention_mask(16, config.block_size), ref["attn_mask"])
+    with torch.no_grad():
+        h = model.backbone.hidden(ref["x_input"], torch.arange(16).repeat(2), ref["attn_mask"])[0]
+        logits = model.backbone.output_layer(h)
+    assert (logits - ref["output_layer_logits_full"]).abs().max() <= TOL

@@ -63,7 +63,9 @@ def _require(path: str) -> str:
     return path
 
 
-def load_inputs(root: str, random_weights: bool) -> tuple[dict, dict, str]:
+def load_inputs(root: str, random_weights: bool, names: list[str] | None = None) -> tuple[dict, dict, str]:
+    """(models {name: (config, model)}, n-best lists and references per part, SentencePiece model);
+    ``names``: only these LMs (the AR LM is always loaded: it is the reference of every table)."""
     spm = _require(os.path.join(root, "output", "data", "kjv", "spm.model"))
     parts = {}
     for part in ("dev", "test"):
@@ -74,8 +76,13 @@ def load_inputs(root: str, random_weights: bool) -> tuple[dict, dict, str]:
         )
     models = {"ar": exp.lm_config("ar"), "mdlm": exp.lm_config("mdlm")}
     models.update({f"bd3lm_{b}": exp.lm_config("bd3lm", block_size=b) for b in exp.DEFAULT.block_sizes})
+    unknown = set(names or ()) - set(models)
+    if unknown:
+        raise SystemExit(f"unknown LMs {sorted(unknown)}; choose from {list(models)}")
     loaded = {}
     for name, config in models.items():
+        if names and name not in names and name != "ar":
+            continue
         if random_weights:
             torch.manual_seed(0)
             loaded[name] = (config, build_model(config).eval())
@@ -306,6 +313,7 @@ def main() -> None:
     parser.add_argument("--wer-methods", default="shared", help="WER: noise methods")
     parser.add_argument("--repeats", type=int, default=2, help="speed: best of this many runs")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lms", default="", help="only these LMs, comma-separated (default: all)")
     parser.add_argument("--random-weights", action="store_true", help="speed only: untrained models")
     parser.add_argument("--utterances", type=int, default=0, help="speed: only the first N test utterances")
     parser.add_argument("--flop-utterances", type=int, default=4, help="speed: FLOPs counted on N utterances")
@@ -326,7 +334,7 @@ def main() -> None:
         raise SystemExit(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
     if args.random_weights and args.part != "speed":
         raise SystemExit("--random-weights is only meaningful for --part speed")
-    models, parts, spm = load_inputs(args.root, args.random_weights)
+    models, parts, spm = load_inputs(args.root, args.random_weights, [n for n in args.lms.split(",") if n])
     if args.part in ("speed", "all"):
         test = parts["test"][0]
         if args.utterances:

@@ -183,8 +183,16 @@ def sample_scores(model, batches: dict, k: int, method: str, seed: int) -> dict[
         else:
             groups = torch.zeros(len(tokens), dtype=torch.long)
             generator = tag_generator(tokens.device, seed, tag)
+        # independent = shared noise within one-sequence groups, one generator each
         out[tag] = -nelbo_samples(
-            model, tokens, lengths, k, groups=groups, generator=generator, noise=noise, lattice=lattice
+            model,
+            tokens,
+            lengths,
+            k,
+            groups=groups,
+            generator=generator,
+            noise="shared" if noise == "independent" else noise,
+            lattice=lattice,
         )
     return out
 

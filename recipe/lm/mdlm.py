@@ -10,7 +10,7 @@ x_theta(x_t): the [MASK] logit is -inf (zero masking) and an unmasked position c
 with antithetic t over the batch, t_i = beta + (omega - beta) ((u + i/B) mod 1), and [beta, omega]
 the training noise range (``LmConfig.noise_range``, default [eps, 1]).  Without time conditioning the denoiser does not see t (the
 masking rate is inferable); with it the backbone gets sigma(t) via adaLN.  The denoiser input starts
-with a clean BOS (the EOS id; never masked, never scored) at position 0: with rotary (relative)
+with a clean BOS (the EOS id, or ``LmConfig.bos_id``; never masked, never scored) at position 0: with rotary (relative)
 positions alone, a fully masked sequence would give the same output at every position.
 
 With ``LmConfig.bd3lms_layout`` BOS is instead the first token of the sequence [BOS ; x] that the blocks
@@ -61,19 +61,22 @@ def state_index(xt: torch.Tensor, out_index: torch.Tensor | None) -> torch.Tenso
 
 
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """SUBS log-probabilities [..., V + 1] (float32) from logits [..., V] over the real vocabulary.
+    """SUBS log-probabilities [..., V + 1] (float32) from logits [..., V] over the real vocabulary
+    ([..., V] when [MASK] is inside it, mask_id < V, its logit already -inf).
 
     Masked positions: log_softmax over V and -inf for [MASK]; unmasked positions: 0 at the input
     token and -inf elsewhere (carry-over), so they contribute log 1 = 0 to any likelihood.
     """
     logp = F.log_softmax(logits.float(), dim=-1)
-    logp = F.pad(logp, (0, 1), value=-torch.inf)
+    if mask_id == logits.shape[-1]:
+        logp = F.pad(logp, (0, 1), value=-torch.inf)
     carry = torch.full_like(logp, -torch.inf).scatter(-1, xt[..., None], 0.0)
     return torch.where((xt == mask_id)[..., None], logp, carry)
 
 
 class MDLM(CheckedLoadMixin):
-    """Masked diffusion LM over V ids plus [MASK] = V; the backbone has V + 1 input rows, V outputs."""
+    """Masked diffusion LM over V ids plus [MASK] = V; the backbone has V + 1 input rows, V outputs
+    (bd3lms layout with ``LmConfig.mask_id``: [MASK] is that id inside the V)."""
 
     kind = "mdlm"
 
@@ -85,8 +88,9 @@ class MDLM(CheckedLoadMixin):
             )
         self.config = config
         self.vocab_size = config.vocab_size
-        self.mask_id = config.vocab_size
+        self.mask_id = config.mask_index
         self.eos_id = config.eos_id
+        self.bos_id = config.bos_index
         self.max_seq_len = config.max_seq_len
         self.schedule = LogLinearSchedule(config.sampling_eps)
         self.antithetic = config.antithetic
@@ -167,7 +171,7 @@ class MDLM(CheckedLoadMixin):
         layout: one bidirectional pass over [BOS ; x_t] (positions 0..T), padding keys masked, every
         position conditioned on sigma_pos[:, 0]."""
         del x0
-        bos = torch.full_like(xt[:, :1], self.eos_id)
+        bos = torch.full_like(xt[:, :1], self.bos_id)
         if self.bos_offset:
             keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
             attn = None if bool(keys.all()) else keys[:, None, None, :]
@@ -253,7 +257,7 @@ class MDLM(CheckedLoadMixin):
         ``token_rates`` g [B, T] (> 0 at real tokens) selects the per-token schedule m_i(t) = (1 - eps)
         t^(1/g_i) with weights 1/(g_i t) (``recipe.lm.token_schedule``, a bound on -log p(x | g));
         None is the uniform schedule."""
-        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len)
+        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len, self.config.mask_id)
         x0 = clean_padding(tokens, lengths, self.eos_id)
         rates = None if token_rates is None else check_token_rates(token_rates, x0, lengths)
         batch, seq_len = x0.shape

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from jobs.pretrained import bd3lms_lm_config
-from recipe.data.tokenizers import TokenizerFiles, load_tokenizer
+from recipe.data.tokenizers import TokenizerError, TokenizerFiles, check_lm_tokenizer, load_tokenizer
 from recipe.lm import bd3lms_checkpoints as bc
 from recipe.lm.block_diffusion import bd3_attention_mask
 from recipe.lm.build import build_model
@@ -142,6 +142,11 @@ def test_export_import_round_trip_with_wordpiece_tokenizer(tmp_path: Path) -> No
     tokenizer = load_tokenizer(TokenizerFiles.wordpiece(train_wordpiece(tmp_path / "wp")))
     assert (tokenizer.bos_id, tokenizer.eos_id, tokenizer.mask_id) == (CLS, SEP, MASK)
     config = bert_config(vocab_size=tokenizer.vocab_size)
+    check_lm_tokenizer(tokenizer, config.vocab_size, config.eos_id, config.mask_id)
+    with pytest.raises(
+        TokenizerError, match=r"wp/vocab.txt has mask_id=4; the LM config's .MASK. is its id 5"
+    ):
+        check_lm_tokenizer(tokenizer, config.vocab_size, config.eos_id, 5)
     model = random_model(config)
     state = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
     bc.export_huggingface_dir(config, state, tmp_path / "hf")

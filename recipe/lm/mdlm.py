@@ -15,7 +15,8 @@ positions alone, a fully masked sequence would give the same output at every pos
 
 With ``LmConfig.bd3lms_layout`` BOS is instead the first token of the sequence [BOS ; x] that the blocks
 partition (bd3lms' ``ignore_bos``: never masked, never scored), the block-0 BOS attends and is attended
-like any token, and time conditioning uses block 0's sigma for every position.
+like any token, and time conditioning uses block 0's sigma for every position.  Training and sampling
+then mask with probability t itself, as bd3lms does (``Bd3lmsLogLinearSchedule``; the same 1 / t weight).
 
 The loss only computes logits at masked positions (same value as gathering from the full SUBS
 output, at a fraction of the output-layer cost).  ``t`` is always shaped [B, n_blocks]; MDLM is the
@@ -33,6 +34,7 @@ from recipe.lm.checkpoints import CheckedLoadMixin
 from recipe.lm.config import LmConfig
 from recipe.lm.dit import DiT
 from recipe.lm.noise_schedule import (
+    Bd3lmsLogLinearSchedule,
     LogLinearSchedule,
     NoiseRange,
     antithetic_uniform,
@@ -92,7 +94,8 @@ class MDLM(CheckedLoadMixin):
         self.eos_id = config.eos_id
         self.bos_id = config.bos_index
         self.max_seq_len = config.max_seq_len
-        self.schedule = LogLinearSchedule(config.sampling_eps)
+        schedule = Bd3lmsLogLinearSchedule if config.bd3lms_layout else LogLinearSchedule
+        self.schedule = schedule(config.sampling_eps)
         self.antithetic = config.antithetic
         self.time_conditioning = config.time_conditioning
         self.bos_offset = config.bos_in_first_block

@@ -58,10 +58,11 @@ def token_move_chance(
 
 
 def token_sigma(schedule: LogLinearSchedule, t_pos: torch.Tensor, rates: torch.Tensor | None) -> torch.Tensor:
-    """Per-position noise level sigma_i = -log(1 - m_i(t)) (the time conditioning input)."""
+    """Per-position noise level sigma_i = -log(1 - m_i(t)) (the time conditioning input; at most the
+    schedule's sigma_max)."""
     if rates is None:
         return schedule.sigma(t_pos)
-    return -torch.log1p(-token_move_chance(schedule, t_pos, rates))
+    return schedule.sigma_from_move_chance(token_move_chance(schedule, t_pos, rates))
 
 
 def token_loss_weight(

@@ -231,3 +231,26 @@ def test_lm1b_lightning_checkpoint_takes_bert_ids_from_its_hydra_config(tmp_path
         ValueError, match=f"{path}: config vocab_size=30522 but backbone.vocab_embed.embedding"
     ):
         bc.import_checkpoint(path)
+
+
+def test_layout_masks_with_probability_t_as_bd3lms() -> None:
+    """bd3lms' LogLinearNoise masks with probability t (training's q_xt, the sampler's move chance) and
+    conditions on min(-log(1 - t), sigma_max); the project's own models keep (1 - eps) t.  Same uniforms
+    u: the layout masks u < t, the default u < (1 - eps) t (eps = 0.5 makes them differ)."""
+    from recipe.lm.noise_schedule import uniform
+
+    t = torch.tensor([[0.6], [0.9]])
+    lengths = torch.tensor([7, 7])
+    u = uniform((2, 7), torch.Generator().manual_seed(0))
+    for layout, move in ((True, t), (False, 0.5 * t)):
+        model = build_model(
+            bert_config(
+                "mdlm", sampling_eps=0.5, **({} if layout else {"mask_id": None, "bd3lms_layout": False})
+            )
+        )
+        mask = model.draw_mask(t, lengths, 7, torch.Generator().manual_seed(0), (0.5, 1.0))
+        assert torch.equal(mask, u < move), layout
+    schedule = build_model(bert_config("mdlm")).schedule
+    sigma_max = -torch.log1p(-(1 - torch.tensor(1e-3)))
+    want = torch.minimum(-torch.log(1 - torch.tensor([0.0, 0.5, 1.0])), sigma_max)
+    assert torch.allclose(schedule.sigma(torch.tensor([0.0, 0.5, 1.0])), want)

@@ -24,7 +24,7 @@ def _load(lm_config: LmConfig, checkpoint: PtCheckpoint, files: TokenizerFiles):
     from recipe.lm.build import load_model
 
     tokenizer = load_tokenizer(files)
-    check_lm_tokenizer(tokenizer, lm_config.vocab_size, lm_config.eos_id)
+    check_lm_tokenizer(tokenizer, lm_config.vocab_size, lm_config.eos_id, lm_config.mask_id)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return load_model(lm_config, checkpoint.path.get_path(), device=device), device, tokenizer
 

@@ -263,7 +263,9 @@ class RescoreNBestJob(Job):
         from recipe.data.tokenizers import check_lm_tokenizer, load_tokenizer, write_id_vocabulary
 
         tokenizer = load_tokenizer(self.tokenizer)
-        check_lm_tokenizer(tokenizer, self.lm_config.vocab_size, self.lm_config.eos_id)
+        check_lm_tokenizer(
+            tokenizer, self.lm_config.vocab_size, self.lm_config.eos_id, self.lm_config.mask_id
+        )
         nbest = read_nbest(self.hypothesis_file)  # errors name file and line
         report = [
             f"{self.hypothesis_file}: {len(nbest)} utterances, {sum(map(len, nbest.values()))} hypotheses"

@@ -18,17 +18,28 @@ import os
 import shutil
 
 from jobs.returnn import PtCheckpoint, instanciate_paths
+from recipe.data.tokenizers import TokenizerFiles
 from recipe.lm.config import LmConfig
 from sisyphus import Job, Task, tk
 
 
-def bd3lms_lm_config(checkpoint: tk.Path | str, eos_id: int | None = None) -> LmConfig:
+def bd3lms_lm_config(
+    checkpoint: tk.Path | str, eos_id: int | None = None, tokenizer: TokenizerFiles | None = None
+) -> LmConfig:
     """The LmConfig of an existing bd3lms checkpoint (file or directory), read when the graph is built.
-    ``eos_id``: BOS = EOS id of its tokenizer (default: config.json's ``eos_token_id``, else V - 1)."""
-    from recipe.lm.bd3lms_checkpoints import lm_config_of, read_reference_checkpoint
+    ``eos_id``: EOS id of its tokenizer (default: config.json's ``eos_token_id``, else V - 1);
+    ``tokenizer``: take EOS, BOS and [MASK] from these tokenizer files instead (e.g. a BERT ``vocab.txt``:
+    [SEP], [CLS] and its own [MASK]), checked against the checkpoint's vocabulary.  Without either, a
+    BERT (LM1B) Lightning checkpoint gets bert-base-uncased's ids from its hydra config."""
+    from recipe.data.tokenizers import load_tokenizer
+    from recipe.lm.bd3lms_checkpoints import lm_config_of, read_reference_checkpoint, tokenizer_ids
 
     path = checkpoint.get_path() if isinstance(checkpoint, tk.Path) else os.fspath(checkpoint)
-    return lm_config_of(read_reference_checkpoint(path), eos_id)
+    ckpt = read_reference_checkpoint(path)
+    ids = {} if tokenizer is None else tokenizer_ids(load_tokenizer(tokenizer), ckpt)
+    if eos_id is not None:
+        ids["eos_id"] = eos_id
+    return lm_config_of(ckpt, **ids)
 
 
 def _check_layout(job: Job, lm_config: LmConfig, hint: str) -> None:
@@ -66,7 +77,13 @@ class ImportBd3lmsCheckpointJob(Job):
         from recipe.lm.bd3lms_checkpoints import import_checkpoint
 
         source = self.checkpoint.get_path()
-        config, state = import_checkpoint(source, self.use_ema, self.lm_config.eos_id)
+        config, state = import_checkpoint(
+            source,
+            self.use_ema,
+            self.lm_config.eos_id,
+            bos_id=self.lm_config.bos_id,
+            mask_id=self.lm_config.mask_id,
+        )
         if config != self.lm_config:
             diffs = [
                 f"{k}={v!r} (file) vs {self.lm_config.as_dict()[k]!r} (job)"

@@ -21,7 +21,7 @@ from recipe.lm.config import LmConfig, preset_dims
 from recipe.lm.likelihood import sequence_log_likelihood
 from recipe.lm.sampling import sample_bd3lm
 from recipe.returnn_glue.forward import tag_generator
-from tests.data.test_tokenizers import train_byte_level_bpe
+from tests.data.test_tokenizers import train_byte_level_bpe, train_wordpiece
 from tests.pipeline_run import REPO, run_manager_to_completion
 
 TEXTS = ["the lord said unto moses", "let there be light", "and aaron went to egypt", "god created the earth"]
@@ -66,11 +66,10 @@ def py():
 
 
 def _model(kind: str, path: Path, **extra) -> tuple[LmConfig, torch.nn.Module]:
-    """A random tiny LM for the 300-token BPE (output layer scaled so that scores differ), saved as a
-    RETURNN checkpoint."""
-    config = LmConfig(
-        kind=kind, vocab_size=300, eos_id=0, max_seq_len=32, **preset_dims("tiny"), dropout=0.0, **extra
-    )
+    """A random tiny LM for the 300-token BPE unless ``extra`` says otherwise (output layer scaled so
+    that scores differ), saved as a RETURNN checkpoint."""
+    fields = {"vocab_size": 300, "eos_id": 0, "max_seq_len": 32, **preset_dims("tiny"), "dropout": 0.0}
+    config = LmConfig(kind=kind, **(fields | extra))
     torch.manual_seed(0)
     model = build_model(config)
     with torch.no_grad():
@@ -157,6 +156,81 @@ def test_bpe_tokenizer_drives_perplexity_rescoring_and_sampling_through_sis_mana
     assert _output(root, "bpe/samples", "samples.txt").read_text(encoding="utf-8") == "".join(
         w + "\n" for w in want
     )
+
+
+WORDPIECE_CONFIG = """
+from jobs.lm_eval import ComputePerplexityJob
+from jobs.pretrained import ImportBd3lmsCheckpointJob, bd3lms_lm_config
+from jobs.text import TokenizeTextJob
+from recipe.data.tokenizers import TokenizerFiles
+from recipe.returnn_glue.datasets import token_id_dataset
+from sisyphus import tk
+
+
+def py():
+    tokenizer = TokenizerFiles.wordpiece(tk.Path({vocab!r}))
+    hf = tk.Path({hf!r})
+    lm_config = bd3lms_lm_config(hf, tokenizer=tokenizer)
+    imported = ImportBd3lmsCheckpointJob(hf, lm_config)
+    chunks = TokenizeTextJob(tk.Path({text!r}), tokenizer, wrap_length=16)
+    dataset = token_id_dataset(chunks.out_text_dict, chunks.out_vocab)
+    ppl = ComputePerplexityJob(
+        imported.out_checkpoint, lm_config, dataset, num_samples=3, protocol="bd3lms", device="cpu"
+    )
+    ppl.add_alias("wordpiece/bd3lm_ppl")
+    tk.register_output("wordpiece/bd3lm_ppl", ppl.out_perplexity)
+"""
+
+
+@pytest.mark.slow
+def test_wordpiece_tokenizer_and_bert_layout_checkpoint_through_sis_manager(tmp_path: Path):
+    """An LM1B-style bd3lms checkpoint (WordPiece vocabulary with its own [MASK]; BOS [CLS], EOS [SEP])
+    as a Hugging Face directory: its LmConfig from the vocab.txt, imported and scored with bd3lms'
+    protocol on wrapped chunks [CLS] ... [SEP]; [CLS] is the model's BOS, neither scored nor counted."""
+    from recipe.lm.bd3lms_checkpoints import export_huggingface_dir
+
+    tokenizer = load_tokenizer(TokenizerFiles.wordpiece(train_wordpiece(tmp_path / "wp")))
+    ids = {"eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id, "mask_id": tokenizer.mask_id}
+    bd3, model = _model(
+        "bd3lm",
+        tmp_path / "bd3lm.pt",
+        vocab_size=tokenizer.vocab_size,
+        max_seq_len=15,
+        block_size=4,
+        bd3lms_layout=True,
+        **ids,
+    )
+    export_huggingface_dir(
+        bd3, {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}, tmp_path / "hf"
+    )
+    write_text_lines(tmp_path / "text.txt", TEXTS)
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "settings.py").write_text((REPO / "settings.py").read_text())
+    (root / "wp_pipeline.py").write_text(
+        WORDPIECE_CONFIG.format(
+            vocab=str(tmp_path / "wp" / "vocab.txt"), hf=str(tmp_path / "hf"), text=str(tmp_path / "text.txt")
+        )
+    )
+    run_manager_to_completion(root, "wp_pipeline.py")
+
+    chunks = wrap_chunks([tokenizer.encode(t) for t in TEXTS], 16, tokenizer.bos_id, tokenizer.eos_id)
+    assert len(chunks) >= 2 and all(c[0] == tokenizer.bos_id != tokenizer.eos_id for c in chunks)
+    total = 0.0
+    for i, chunk in enumerate(chunks):
+        total += float(
+            sequence_log_likelihood(
+                model,
+                torch.tensor([chunk[1:]]),
+                torch.tensor([15]),
+                num_samples=3,
+                noise="independent",
+                generator=[tag_generator(torch.device("cpu"), 0, f"chunk-{i}")],
+            )
+        )
+    assert int(_output(root, "wordpiece/bd3lm_ppl", "num_tokens").read_text()) == 15 * len(chunks)
+    nats = float(_output(root, "wordpiece/bd3lm_ppl", "nats_per_token").read_text())
+    assert nats == pytest.approx(-total / (15 * len(chunks)), rel=1e-4)
 
 
 def test_tokenizer_that_does_not_fit_the_lm_fails_naming_the_file(fresh_graph, tmp_path: Path):

@@ -337,12 +337,20 @@ def load_tokenizer(files: TokenizerFiles) -> Tokenizer:
     return HfTokenizer(_wordpiece(paths[0], files.lowercase), source, {})
 
 
-def check_lm_tokenizer(tokenizer: Tokenizer, vocab_size: int, eos_id: int) -> None:
-    """TokenizerError naming the tokenizer's files unless an LM with ``vocab_size`` and ``eos_id`` fits it."""
+def check_lm_tokenizer(
+    tokenizer: Tokenizer, vocab_size: int, eos_id: int, mask_id: int | None = None
+) -> None:
+    """TokenizerError naming the tokenizer's files unless an LM with ``vocab_size`` and ``eos_id`` fits it
+    (and, for an LM whose [MASK] is inside the vocabulary, ``mask_id``, the tokenizer's own [MASK])."""
     if (tokenizer.vocab_size, tokenizer.eos_id) != (vocab_size, eos_id):
         raise TokenizerError(
             f"{tokenizer.name} {tokenizer.source} has vocab_size={tokenizer.vocab_size},"
             f" eos_id={tokenizer.eos_id}; the LM config has vocab_size={vocab_size}, eos_id={eos_id}"
+        )
+    if mask_id is not None and tokenizer.mask_id != mask_id:
+        raise TokenizerError(
+            f"{tokenizer.name} {tokenizer.source} has mask_id={tokenizer.mask_id}; the LM config's [MASK]"
+            f" is its id {mask_id}"
         )
 
 

@@ -29,14 +29,15 @@ class ARLM(CheckedLoadMixin):
         self.config = config
         self.vocab_size = config.vocab_size
         self.eos_id = config.eos_id
+        self.bos_id = config.bos_index
         self.max_seq_len = config.max_seq_len
         self.backbone = DiT(config)
 
     def token_log_probs(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """log p(x_i | EOS, x_<i) as float32 [B, T]; 0 at padding positions."""
-        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len)
+        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len, self.config.mask_id)
         x = clean_padding(tokens, lengths, self.eos_id)
-        inputs = torch.cat((torch.full_like(x[:, :1], self.eos_id), x[:, :-1]), dim=1)
+        inputs = torch.cat((torch.full_like(x[:, :1], self.bos_id), x[:, :-1]), dim=1)
         logits = self.backbone(inputs, causal=True).float()
         logp = torch.gather(F.log_softmax(logits, dim=-1), -1, x[..., None])[..., 0]
         return logp * valid_mask(lengths, x.shape[1])

@@ -14,8 +14,11 @@ def valid_mask(lengths: torch.Tensor, seq_len: int) -> torch.Tensor:
     return torch.arange(seq_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def check_batch(tokens: torch.Tensor, lengths: torch.Tensor, vocab_size: int, max_seq_len: int) -> None:
-    """Raise ValueError unless (tokens, lengths) follows the batch contract for this model."""
+def check_batch(
+    tokens: torch.Tensor, lengths: torch.Tensor, vocab_size: int, max_seq_len: int, mask_id: int | None = None
+) -> None:
+    """Raise ValueError unless (tokens, lengths) follows the batch contract for this model (``mask_id``:
+    a [MASK] id inside the vocabulary, which no real token may be)."""
     if tokens.dim() != 2 or lengths.dim() != 1 or lengths.shape[0] != tokens.shape[0]:
         raise ValueError(
             f"batch: expected tokens [B, T] and lengths [B], "
@@ -36,6 +39,8 @@ def check_batch(tokens: torch.Tensor, lengths: torch.Tensor, vocab_size: int, ma
             f"batch: token ids must lie in [0, vocab_size={vocab_size}), got min {int(real.min())}, "
             f"max {int(real.max())}"
         )
+    if mask_id is not None and bool((real == mask_id).any()):
+        raise ValueError(f"batch: token id {mask_id} is the model's [MASK] id and cannot be a real token")
 
 
 def clean_padding(tokens: torch.Tensor, lengths: torch.Tensor, fill: int) -> torch.Tensor:

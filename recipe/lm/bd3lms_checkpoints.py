@@ -12,9 +12,14 @@ Two formats hold a reference model (its DiT under ``backbone.``; see ``../shared
 
 Such a model is this project's LM with ``LmConfig.bd3lms_layout``; the parameters correspond one to one
 (``reference_name``).  The reference vocabulary is the tokenizer's V ids plus [MASK] = V (V + 1
-embedding and output rows), and its sequences are [BOS] + tokens, ``model_length`` positions, so the
-project's ``max_seq_len`` (tokens incl. EOS, without BOS) is ``model_length - 1``.  BOS = EOS is
-``eos_id`` (default V - 1, ``<|endoftext|>`` of GPT-2).
+embedding and output rows) when the tokenizer has no mask token (GPT-2), else the tokenizer's own V ids
+with its [MASK] inside (``LmConfig.mask_id``; bert-base-uncased of the LM1B models: V = 30522,
+[MASK] = 103).  Its sequences are [BOS] + tokens, ``model_length`` positions, so the project's
+``max_seq_len`` (tokens incl. EOS, without BOS) is ``model_length - 1``.  EOS is ``eos_id`` (default
+V - 1, ``<|endoftext|>`` of GPT-2) and BOS the same id unless the tokenizer has its own (BERT: BOS =
+[CLS] = 101, EOS = [SEP] = 102, as bd3lms' data code sets them).  The special ids come from, first to
+last: the caller (or a tokenizer it gives), config.json's ``eos/bos/mask_token_id``, the hydra config's
+``data.tokenizer_name_or_path`` if it is one of ``KNOWN_TOKENIZERS``.
 
 Nothing read can run code: ``.ckpt`` / ``.bin`` files go through ``torch.load(weights_only=True)``, the
 hydra config's and tokenizer's classes are mapped to inert records (``_Record``) that only keep their
@@ -44,6 +49,12 @@ from recipe.lm.dit import ROTARY_BASE
 
 REFERENCE_KINDS = {"ar": "ar", "mdlm": "mdlm", "bd3lm": "bd3lm"}
 """bd3lms ``algo.name`` / HF ``model_type`` -> ``LmConfig.kind``."""
+
+KNOWN_TOKENIZERS: dict[str, dict[str, int]] = {
+    "bert-base-uncased": {"vocab_size": 30522, "mask_id": 103, "bos_id": 101, "eos_id": 102},
+}
+"""Tokenizers named in bd3lms' hydra configs that have their own [MASK] (``data.tokenizer_name_or_path``):
+vocabulary size and special ids ([CLS] as BOS and [SEP] as EOS, as bd3lms' ``get_tokenizer`` sets them)."""
 
 BUFFERS = ("rotary_emb.inv_freq",)
 """Backbone buffers of the reference (recomputed here from the head size, checked on import)."""
@@ -305,6 +316,8 @@ def _reference_hyper(ckpt: ReferenceCheckpoint) -> dict[str, Any]:
             "vocab_rows": _hf_field(ckpt, "vocab_size"),
             "block_size": ckpt.config.get("block_size") if kind == "bd3lm" else None,
             "eos_id": ckpt.config.get("eos_token_id"),
+            "bos_id": ckpt.config.get("bos_token_id"),
+            "mask_id": ckpt.config.get("mask_token_id"),
         }
         if kind == "bd3lm" and hyper["block_size"] is None:
             raise KeyError(f"{ckpt.source}/config.json: missing key 'block_size' (model_type bd3lm)")
@@ -327,6 +340,10 @@ def _reference_hyper(ckpt: ReferenceCheckpoint) -> dict[str, Any]:
         raise ValueError(f"{src}: algo.ignore_bos must be true (BOS is never masked in the bd3lms layout)")
     if kind == "bd3lm" and _lookup(cfg, "algo.cross_attn", src) is not True:
         raise ValueError(f"{src}: algo.cross_attn must be true for algo bd3lm")
+    try:
+        known = KNOWN_TOKENIZERS.get(_lookup(cfg, "data.tokenizer_name_or_path", src), {})
+    except KeyError:
+        known = {}
     return {
         "kind": kind,
         "model_length": _lookup(cfg, "model.length", src),
@@ -336,17 +353,59 @@ def _reference_hyper(ckpt: ReferenceCheckpoint) -> dict[str, Any]:
         "n_heads": _lookup(cfg, "model.n_heads", src),
         "dropout": float(_lookup(cfg, "model.dropout", src)),
         "time_conditioning": bool(_lookup(cfg, "algo.time_conditioning", src)),
-        "vocab_rows": None,
+        "vocab_rows": known.get("vocab_size"),
         "block_size": _lookup(cfg, "block_size", src) if kind == "bd3lm" else None,
-        "eos_id": None,
+        "eos_id": known.get("eos_id"),
+        "bos_id": known.get("bos_id"),
+        "mask_id": known.get("mask_id"),
         "sampling_eps": float(_lookup(cfg, "training.sampling_eps", src)),
         "antithetic": bool(_lookup(cfg, "training.antithetic_sampling", src)),
     }
 
 
-def lm_config_of(ckpt: ReferenceCheckpoint, eos_id: int | None = None) -> LmConfig:
-    """The ``LmConfig`` (bd3lms layout) of a reference checkpoint; ``eos_id`` overrides config.json's
-    ``eos_token_id`` and the default V - 1.  Errors name the file and key."""
+def _special_ids(
+    ckpt: ReferenceCheckpoint, hyper: dict[str, Any], rows: int, given: dict[str, int | None]
+) -> tuple[int, dict[str, int | None]]:
+    """(V, {eos_id, bos_id, mask_id}) for an embedding of ``rows`` rows: the ``given`` ids first, then
+    the checkpoint's (``_reference_hyper``).  A mask id below rows - 1 is inside the vocabulary (V = rows);
+    none, or rows - 1, is bd3lms' extra [MASK] = V (V = rows - 1)."""
+    ids = {k: given[k] if given.get(k) is not None else hyper.get(k) for k in ("eos_id", "bos_id", "mask_id")}
+    if ids["mask_id"] is not None and not 0 <= ids["mask_id"] < rows:
+        raise ValueError(
+            f"{ckpt.source}: mask id {ids['mask_id']} is outside backbone.vocab_embed.embedding's {rows} rows"
+        )
+    if ids["mask_id"] == rows - 1:
+        ids["mask_id"] = None
+    vocab_size = rows if ids["mask_id"] is not None else rows - 1
+    if ids["eos_id"] is None:
+        ids["eos_id"] = vocab_size - 1
+    return vocab_size, ids
+
+
+def tokenizer_ids(tokenizer: Any, ckpt: ReferenceCheckpoint) -> dict[str, int | None]:
+    """The special ids of a tokenizer (``recipe.data.tokenizers``) for a checkpoint, as bd3lms derives
+    them: its own [MASK] if it has one (then V rows), else the extra id V (V + 1 rows)."""
+    rows = int(ckpt.backbone["vocab_embed.embedding"].shape[0])
+    expected = tokenizer.vocab_size + (tokenizer.mask_id is None)
+    if rows != expected:
+        has = "its own [MASK]" if tokenizer.mask_id is not None else "no [MASK] (bd3lms adds one)"
+        raise ValueError(
+            f"{ckpt.source}: backbone.vocab_embed.embedding has {rows} rows, but the tokenizer "
+            f"{tokenizer.source} has {tokenizer.vocab_size} ids and {has}, so it needs {expected}"
+        )
+    return {"eos_id": tokenizer.eos_id, "bos_id": tokenizer.bos_id, "mask_id": tokenizer.mask_id}
+
+
+def lm_config_of(
+    ckpt: ReferenceCheckpoint,
+    eos_id: int | None = None,
+    *,
+    bos_id: int | None = None,
+    mask_id: int | None = None,
+) -> LmConfig:
+    """The ``LmConfig`` (bd3lms layout) of a reference checkpoint; ``eos_id``, ``bos_id``, ``mask_id``
+    override what the checkpoint says (module docstring; defaults EOS = V - 1, BOS = EOS, [MASK] = V).
+    Errors name the file and key."""
     hyper = _reference_hyper(ckpt)
     emb = ckpt.backbone.get("vocab_embed.embedding")
     if emb is None or emb.dim() != 2:
@@ -366,8 +425,9 @@ def lm_config_of(ckpt: ReferenceCheckpoint, eos_id: int | None = None) -> LmConf
         )
     mlp = ckpt.backbone.get("blocks.0.mlp.0.weight")
     mlp_ratio = int(mlp.shape[0]) // hidden if mlp is not None and mlp.dim() == 2 else 4
-    vocab_size = rows - 1
-    eos = eos_id if eos_id is not None else hyper["eos_id"] if hyper["eos_id"] is not None else vocab_size - 1
+    vocab_size, ids = _special_ids(
+        ckpt, hyper, rows, {"eos_id": eos_id, "bos_id": bos_id, "mask_id": mask_id}
+    )
     noise_range = None
     if ckpt.noise_range is not None and hyper["kind"] == "bd3lm":
         low, high = ckpt.noise_range
@@ -377,7 +437,9 @@ def lm_config_of(ckpt: ReferenceCheckpoint, eos_id: int | None = None) -> LmConf
         return LmConfig(
             kind=hyper["kind"],
             vocab_size=vocab_size,
-            eos_id=eos,
+            eos_id=ids["eos_id"],
+            bos_id=ids["bos_id"],
+            mask_id=ids["mask_id"],
             max_seq_len=int(hyper["model_length"]) - 1,
             hidden=hidden,
             n_layers=int(hyper["n_layers"]),
@@ -441,11 +503,12 @@ def project_state_dict(
 
 
 def import_checkpoint(
-    path: str | os.PathLike, use_ema: bool = True, eos_id: int | None = None
+    path: str | os.PathLike, use_ema: bool = True, eos_id: int | None = None, **ids: int | None
 ) -> tuple[LmConfig, dict[str, torch.Tensor]]:
-    """(LmConfig, our state dict) of a bd3lms Lightning ``.ckpt`` or Hugging Face directory."""
+    """(LmConfig, our state dict) of a bd3lms Lightning ``.ckpt`` or Hugging Face directory (``ids``:
+    ``bos_id`` / ``mask_id`` overrides, as ``lm_config_of``)."""
     ckpt = read_reference_checkpoint(path)
-    config = lm_config_of(ckpt, eos_id)
+    config = lm_config_of(ckpt, eos_id, **ids)
     return config, project_state_dict(ckpt, config, use_ema)
 
 
@@ -457,7 +520,7 @@ def hf_config(config: LmConfig) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model_type": config.kind,
         "model_length": config.max_seq_len + 1,
-        "vocab_size": config.vocab_size + 1,
+        "vocab_size": config.vocab_size + (config.mask_id is None),
         "hidden_dim": config.hidden,
         "cond_dim": config.cond_dim,
         "n_blocks": config.n_layers,
@@ -469,7 +532,8 @@ def hf_config(config: LmConfig) -> dict[str, Any]:
         "causal": not config.is_diffusion,
         "cross_attn": config.kind == "bd3lm",
         "eos_token_id": config.eos_id,
-        "bos_token_id": config.eos_id,
+        "bos_token_id": config.bos_index,
+        "mask_token_id": config.mask_index,
     }
     if config.kind == "bd3lm":
         out |= {

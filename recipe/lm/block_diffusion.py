@@ -105,7 +105,7 @@ class BD3LM(MDLM):
         """bd3lms layout: states [B, T, H] of the x_t half of one pass over [s_t ; s_0], s = [BOS ; x]
         padded to P (a multiple of L'), positions 0..P-1 in both halves, under ``bd3_attention_mask(P,
         L')``; padding keys masked (each query keeps itself); every position on sigma_pos[:, 0]."""
-        bos = torch.full_like(x0[:, :1], self.eos_id)
+        bos = torch.full_like(x0[:, :1], self.bos_id)
         s0 = pad_to_multiple(torch.cat((bos, x0), dim=1), self.block_size, 0)
         st = pad_to_multiple(torch.cat((bos, xt), dim=1), self.block_size, 0)
         padded_len = s0.shape[1]
@@ -153,7 +153,7 @@ class BD3LM(MDLM):
             sigma = torch.cat((sigma_p, torch.zeros_like(sigma_p[:, 1:])), dim=1)
         positions = torch.arange(1, padded_len + 1, device=x0.device)
         positions = torch.cat((positions.new_zeros(1), positions, positions))
-        bos = torch.full_like(x0p[:, :1], self.eos_id)
+        bos = torch.full_like(x0p[:, :1], self.bos_id)
         inputs = torch.cat((bos, xtp, x0p), dim=1)
         return self.backbone.hidden(
             inputs, positions, attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
@@ -176,7 +176,7 @@ class BD3LM(MDLM):
         sigma = (
             torch.zeros(x0p.shape[0], padded_len + 1, device=x0.device) if self.time_conditioning else None
         )
-        inputs = torch.cat((torch.full_like(x0p[:, :1], self.eos_id), x0p), dim=1)
+        inputs = torch.cat((torch.full_like(x0p[:, :1], self.bos_id), x0p), dim=1)
         return self.backbone.hidden(inputs, attn_mask=attn, sigma=sigma, out_index=inputs.new_zeros(1))[1]
 
     def block_nll_cached(

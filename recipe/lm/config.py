@@ -6,8 +6,8 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
 ``recipe.lm.build`` turns it into a model. One name per concept:
 
     kind            "ar" | "mdlm" | "bd3lm"
-    vocab_size      V, the SentencePiece vocabulary (diffusion LMs add [MASK] = V as input row V)
-    eos_id          the SentencePiece model's EOS id; it also serves as BOS (position 0 of the input)
+    vocab_size      V, the tokenizer's vocabulary (diffusion LMs add [MASK] = V as input row V, unless mask_id)
+    eos_id          the tokenizer's EOS id; it also serves as BOS (position 0 of the input) unless bos_id
     max_seq_len     L, tokens per sequence incl. EOS (longer sequences are not trained on)
     hidden, n_layers, n_heads, cond_dim, mlp_ratio   the DiT backbone (``preset_dims`` gives the presets)
     block_size      L', tokens per diffusion block (BD3-LM only; divides max_seq_len)
@@ -27,6 +27,12 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
                     [BOS, x_0 .. x_{L'-2}], [x_{L'-1} ..], ..., so L' divides max_seq_len + 1.
                     Padding stays hidden from attention (bd3lms attends to its pads, but the data it
                     evaluates on are wrapped chunks without any, where both agree).
+    mask_id         the [MASK] id: None = the extra id V (embedding row V; the bd3lms layout's output row V,
+                    dropped); an id inside the vocabulary (bd3lms with a tokenizer that has its own mask
+                    token, e.g. bert-base-uncased's [MASK] = 103 of V = 30522: V rows, no extra one), whose
+                    logit is -inf, so it never gets probability.  bd3lms layout only
+    bos_id          the BOS id (position 0 / first token of block 0): None = eos_id (SentencePiece, GPT-2);
+                    e.g. BERT's [CLS] = 101 with EOS [SEP] = 102.  Normalised to None when equal to eos_id
     mix_alpha       token-adaptive masking (``recipe.lm.token_schedule``): training masks token i with
                     the per-token rate g_i = (1 - mix_alpha) + mix_alpha * w_i; 0 = the uniform schedule
     depth_mode      where w comes from: None, or "dependency" (parse depths read from the data,
@@ -53,6 +59,8 @@ KINDS = ("ar", "mdlm", "bd3lm")
 # so existing ids stay.
 HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {
     "bd3lms_layout": False,
+    "mask_id": None,
+    "bos_id": None,
     "mix_alpha": 0.0,
     "depth_mode": None,
     "reverse": False,
@@ -103,6 +111,8 @@ class LmConfig:
     resample: bool = False
     ema_decay: float = 0.0
     bd3lms_layout: bool = False
+    mask_id: int | None = None
+    bos_id: int | None = None
     mix_alpha: float = 0.0
     depth_mode: str | None = None
     reverse: bool = False
@@ -117,6 +127,8 @@ class LmConfig:
         for name in ("noise_range", "curriculum"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.bos_id is not None and self.bos_id == self.eos_id:
+            object.__setattr__(self, "bos_id", None)  # one config (and job id) per model
         for name, error in self._errors():
             raise ValueError(f"LmConfig.{name}: {error} (in {self.describe()})")
 
@@ -172,6 +184,7 @@ class LmConfig:
                 errors.append(("tie_embeddings", "the bd3lms layout has its own output layer with a bias"))
             if self.resample:
                 errors.append(("resample", "mask resampling is not implemented for the bd3lms layout"))
+        errors.extend(self._special_id_errors())
         errors.extend(self._masking_errors())
         errors.extend(self._importance_errors())
         if isinstance(self.noise_range, tuple):
@@ -187,6 +200,26 @@ class LmConfig:
             errors.append(
                 ("noise_range", f"must be None, a (beta, omega) pair or a Variable, got {self.noise_range!r}")
             )
+        return errors
+
+    def _special_id_errors(self) -> list[tuple[str, str]]:
+        """mask_id / bos_id: ids inside the vocabulary, distinct from each other and from EOS; mask_id
+        only in the bd3lms layout (the project's own models add [MASK] = V)."""
+        errors = []
+        for name in ("mask_id", "bos_id"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < self.vocab_size
+            ):
+                errors.append(
+                    (name, f"must be None or an id in [0, vocab_size={self.vocab_size}), got {value!r}")
+                )
+        if errors or self.mask_id is None:
+            return errors
+        if not self.bd3lms_layout:
+            errors.append(("mask_id", "a [MASK] inside the vocabulary needs bd3lms_layout=True"))
+        elif self.mask_id in (self.eos_id, self.bos_index):
+            errors.append(("mask_id", f"{self.mask_id} is also the EOS or BOS id"))
         return errors
 
     def _masking_errors(self) -> list[tuple[str, str]]:
@@ -238,6 +271,16 @@ class LmConfig:
     @property
     def is_diffusion(self) -> bool:
         return self.kind != "ar"
+
+    @property
+    def mask_index(self) -> int:
+        """The [MASK] id the model uses: ``mask_id``, or V (the extra id)."""
+        return self.vocab_size if self.mask_id is None else self.mask_id
+
+    @property
+    def bos_index(self) -> int:
+        """The BOS id the model puts at position 0: ``bos_id``, or ``eos_id``."""
+        return self.eos_id if self.bos_id is None else self.bos_id
 
     @property
     def bos_in_first_block(self) -> int:

@@ -11,7 +11,8 @@ for semi-autoregressive decoding.  Logits are returned in the compute dtype; cal
 in float32.
 
 ``LmConfig.bd3lms_layout`` gives the network of the official bd3lms code: LayerNorms without bias, an
-output layer with bias over V + 1 rows ([MASK] last), and adaLN on diffusion LMs even without time
+output layer with bias over V + 1 rows ([MASK] last; V rows with the [MASK] logit -inf when the
+tokenizer's own [MASK] is inside the vocabulary, ``LmConfig.mask_id``), and adaLN on diffusion LMs even without time
 conditioning, where c = TimestepEmbedding(0) is a constant (the reference feeds sigma = 0).
 """
 
@@ -159,14 +160,16 @@ class DiT(nn.Module):
 
     The sizes come from the LM's config: V embedding rows for the AR LM, V + 1 (with [MASK] = V) for
     diffusion LMs (and for every bd3lms-layout LM); V output logits (the bd3lms layout computes V + 1
-    rows, ``output_rows``, and drops the [MASK] row)."""
+    rows, ``output_rows``, and drops the [MASK] row).  With a [MASK] inside the vocabulary
+    (``mask_id``) there is no extra row: V in, V out, the [MASK] logit -inf."""
 
     def __init__(self, cfg: LmConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.input_size = cfg.vocab_size + (1 if cfg.is_diffusion or cfg.bd3lms_layout else 0)
+        extra_mask_row = int(cfg.mask_id is None)
+        self.input_size = cfg.vocab_size + (extra_mask_row if cfg.is_diffusion or cfg.bd3lms_layout else 0)
         self.output_size = cfg.vocab_size
-        self.output_rows = cfg.vocab_size + (1 if cfg.bd3lms_layout else 0)
+        self.output_rows = cfg.vocab_size + (extra_mask_row if cfg.bd3lms_layout else 0)
         self.embed = nn.Embedding(self.input_size, cfg.hidden)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.time_embed = TimestepEmbedding(cfg.cond_dim) if has_adaln(cfg) else None
@@ -245,8 +248,12 @@ class DiT(nn.Module):
         return F.linear(h, self.embed.weight[: self.output_size])
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Logits [..., V] over the real vocabulary: the output layer without a [MASK] row."""
-        return self.output_layer(h)[..., : self.output_size]
+        """Logits [..., V] over the real vocabulary: the output layer without a [MASK] row; a [MASK]
+        inside the vocabulary (``LmConfig.mask_id``) gets -inf (bd3lms' -1e6: probability 0)."""
+        logits = self.output_layer(h)[..., : self.output_size]
+        if self.cfg.mask_id is None:
+            return logits
+        return logits.index_fill(-1, torch.tensor([self.cfg.mask_id], device=logits.device), -torch.inf)
 
     def forward(self, tokens: torch.Tensor, **options: Any) -> torch.Tensor:
         """Logits [B, T, output_size] for all positions (``options``: those of ``hidden``)."""

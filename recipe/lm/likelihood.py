@@ -244,7 +244,7 @@ def nelbo_samples(
         raise ValueError(f"nelbo_samples: noise_range must satisfy 0 < beta <= omega <= 1, got {noise_range}")
     if noise not in ("shared", "aligned"):
         raise ValueError(f"nelbo_samples: noise must be 'shared' or 'aligned', got {noise!r}")
-    check_batch(tokens, lengths, model.vocab_size, model.max_seq_len)
+    check_batch(tokens, lengths, model.vocab_size, model.max_seq_len, model.config.mask_id)
     x0 = clean_padding(tokens, lengths, 0)
     batch, seq_len = x0.shape
     device = x0.device

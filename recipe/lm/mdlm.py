@@ -10,12 +10,13 @@ x_theta(x_t): the [MASK] logit is -inf (zero masking) and an unmasked position c
 with antithetic t over the batch, t_i = beta + (omega - beta) ((u + i/B) mod 1), and [beta, omega]
 the training noise range (``LmConfig.noise_range``, default [eps, 1]).  Without time conditioning the denoiser does not see t (the
 masking rate is inferable); with it the backbone gets sigma(t) via adaLN.  The denoiser input starts
-with a clean BOS (the EOS id; never masked, never scored) at position 0: with rotary (relative)
+with a clean BOS (the EOS id, or ``LmConfig.bos_id``; never masked, never scored) at position 0: with rotary (relative)
 positions alone, a fully masked sequence would give the same output at every position.
 
 With ``LmConfig.bd3lms_layout`` BOS is instead the first token of the sequence [BOS ; x] that the blocks
 partition (bd3lms' ``ignore_bos``: never masked, never scored), the block-0 BOS attends and is attended
-like any token, and time conditioning uses block 0's sigma for every position.
+like any token, and time conditioning uses block 0's sigma for every position.  Training and sampling
+then mask with probability t itself, as bd3lms does (``Bd3lmsLogLinearSchedule``; the same 1 / t weight).
 
 Training may give every token its own rate g_l (``token_rates``, ``recipe.lm.token_schedule``): mask
 probability (1 - eps) t^(1/g_l) and weight 1/(g_l t) instead of (1 - eps) t and 1/t; g = 1 is the above.
@@ -36,6 +37,7 @@ from recipe.lm.checkpoints import CheckedLoadMixin
 from recipe.lm.config import LmConfig
 from recipe.lm.dit import DiT
 from recipe.lm.noise_schedule import (
+    Bd3lmsLogLinearSchedule,
     LogLinearSchedule,
     NoiseRange,
     antithetic_uniform,
@@ -64,19 +66,22 @@ def state_index(xt: torch.Tensor, out_index: torch.Tensor | None) -> torch.Tenso
 
 
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
-    """SUBS log-probabilities [..., V + 1] (float32) from logits [..., V] over the real vocabulary.
+    """SUBS log-probabilities [..., V + 1] (float32) from logits [..., V] over the real vocabulary
+    ([..., V] when [MASK] is inside it, mask_id < V, its logit already -inf).
 
     Masked positions: log_softmax over V and -inf for [MASK]; unmasked positions: 0 at the input
     token and -inf elsewhere (carry-over), so they contribute log 1 = 0 to any likelihood.
     """
     logp = F.log_softmax(logits.float(), dim=-1)
-    logp = F.pad(logp, (0, 1), value=-torch.inf)
+    if mask_id == logits.shape[-1]:
+        logp = F.pad(logp, (0, 1), value=-torch.inf)
     carry = torch.full_like(logp, -torch.inf).scatter(-1, xt[..., None], 0.0)
     return torch.where((xt == mask_id)[..., None], logp, carry)
 
 
 class MDLM(CheckedLoadMixin):
-    """Masked diffusion LM over V ids plus [MASK] = V; the backbone has V + 1 input rows, V outputs."""
+    """Masked diffusion LM over V ids plus [MASK] = V; the backbone has V + 1 input rows, V outputs
+    (bd3lms layout with ``LmConfig.mask_id``: [MASK] is that id inside the V)."""
 
     kind = "mdlm"
 
@@ -88,10 +93,12 @@ class MDLM(CheckedLoadMixin):
             )
         self.config = config
         self.vocab_size = config.vocab_size
-        self.mask_id = config.vocab_size
+        self.mask_id = config.mask_index
         self.eos_id = config.eos_id
+        self.bos_id = config.bos_index
         self.max_seq_len = config.max_seq_len
-        self.schedule = LogLinearSchedule(config.sampling_eps)
+        schedule = Bd3lmsLogLinearSchedule if config.bd3lms_layout else LogLinearSchedule
+        self.schedule = schedule(config.sampling_eps)
         self.antithetic = config.antithetic
         self.time_conditioning = config.time_conditioning
         self.bos_offset = config.bos_in_first_block
@@ -170,7 +177,7 @@ class MDLM(CheckedLoadMixin):
         layout: one bidirectional pass over [BOS ; x_t] (positions 0..T), padding keys masked, every
         position conditioned on sigma_pos[:, 0]."""
         del x0
-        bos = torch.full_like(xt[:, :1], self.eos_id)
+        bos = torch.full_like(xt[:, :1], self.bos_id)
         if self.bos_offset:
             keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
             attn = None if bool(keys.all()) else keys[:, None, None, :]
@@ -251,7 +258,7 @@ class MDLM(CheckedLoadMixin):
         ``token_rates`` g [B, T] (> 0 at real tokens) selects the per-token schedule m_i(t) = (1 - eps)
         t^(1/g_i) with weights 1/(g_i t) (``recipe.lm.token_schedule``, a bound on -log p(x | g));
         None is the uniform schedule."""
-        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len)
+        check_batch(tokens, lengths, self.vocab_size, self.max_seq_len, self.config.mask_id)
         x0 = clean_padding(tokens, lengths, self.eos_id)
         rates = None if token_rates is None else check_token_rates(token_rates, x0, lengths)
         batch, seq_len = x0.shape

@@ -56,6 +56,20 @@ class LogLinearSchedule:
         return 1.0 / t
 
 
+class Bd3lmsLogLinearSchedule(LogLinearSchedule):
+    """bd3lms' ``LogLinearNoise`` as its training and sampling use it: the move chance is t itself (not
+    (1 - eps) t), and the time-conditioning input sigma = min(-log(1 - t), sigma_max).  The NELBO weight
+    stays 1 / t; eps only bounds sigma and the default noise range [eps, 1]."""
+
+    def move_chance(self, t: torch.Tensor) -> torch.Tensor:
+        """t: probability that a token is masked at time t."""
+        return t
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """min(-log(1 - t), sigma_max) (bd3lms' ``_sigma_from_p``)."""
+        return self.sigma_from_move_chance(t)
+
+
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """U[0, 1) float32 draws; taken from ``generator`` (on its own device) when one is given."""
     if generator is None:

@@ -16,7 +16,7 @@ block over the cache) instead of re-running the whole prefix under the block-cau
 stops after its first EOS (``stop_at_eos``) or at ``max_len`` tokens, whichever comes first; lengths
 beyond the training ``max_seq_len`` are allowed (rotary positions extrapolate, quality may drop).
 MDLM samples a fixed number of tokens with the same DDPM steps over the whole sequence.
-As in training, a clean BOS (the EOS id) at position 0 precedes the generated tokens (for BD3-LM it is
+As in training, a clean BOS (the EOS id, or ``LmConfig.bos_id``) at position 0 precedes the generated tokens (for BD3-LM it is
 the first cache entry); in the bd3lms layout it is the first token of block 0, which then holds L' - 1
 masked tokens (as bd3lms' semi-AR sampler pre-fills it).  All random draws come from ``generator`` in a fixed order, so cache and
 no-cache runs are comparable.
@@ -84,8 +84,8 @@ def _cut_at_eos(rows: list[list[int]], eos_id: int, max_len: int) -> list[list[i
 
 
 def bos_cache(model: BD3LM, num: int, device: torch.device) -> KVCache:
-    """Keys/values of the clean BOS (EOS id) at position 0 that starts every BD3-LM sequence."""
-    bos = torch.full((num, 1), model.eos_id, dtype=torch.long, device=device)
+    """Keys/values of the clean BOS (``LmConfig.bos_index``) at position 0 that starts every BD3-LM sequence."""
+    bos = torch.full((num, 1), model.bos_id, dtype=torch.long, device=device)
     sigma = torch.zeros(num, device=device) if model.time_conditioning else None
     return model.backbone.hidden(bos, torch.zeros(1, dtype=torch.long, device=device), sigma=sigma)[1]
 
@@ -104,7 +104,7 @@ def _block_probs(
     block-causal mask.  In the bd3lms layout the first block (empty prefix) starts with BOS itself."""
     net = model.backbone
     n, width = block.shape
-    bos = torch.full((n, 1), model.eos_id, dtype=torch.long, device=block.device)
+    bos = torch.full((n, 1), model.bos_id, dtype=torch.long, device=block.device)
     context = prefix if model.bos_offset and prefix.shape[1] == 0 else torch.cat((bos, prefix), dim=1)
     start = context.shape[1]
     if cache is not None or start == 0:
@@ -163,7 +163,7 @@ def sample_bd3lm(
         n = active.numel()
         block = torch.full((n, size), model.mask_id, dtype=torch.long, device=device)
         has_bos = int(model.bos_offset and seqs.shape[1] == 0)  # bd3lms layout: BOS opens block 0
-        block[:, :has_bos] = model.eos_id
+        block[:, :has_bos] = model.bos_id
         if first_hitting:
             t = torch.ones(n, dtype=torch.float64, device=device)
             masked = size - has_bos
@@ -268,13 +268,13 @@ def sample_ar(
     device: torch.device | str = "cpu",
     nucleus_rule: str = "project",
 ) -> Samples:
-    """Ancestral AR sampling with a KV cache, from EOS (as BOS) until EOS or ``max_len`` tokens."""
+    """Ancestral AR sampling with a KV cache, from BOS (the EOS id unless ``bos_id``) until EOS or ``max_len`` tokens."""
     if not isinstance(model, ARLM):
         raise TypeError(f"sample_ar needs an ARLM, got {type(model).__name__}")
     model.eval()
     device = torch.device(device)
     net = model.backbone
-    token = torch.full((num_samples, 1), model.eos_id, dtype=torch.long, device=device)
+    token = torch.full((num_samples, 1), model.bos_id, dtype=torch.long, device=device)
     out = torch.empty(num_samples, 0, dtype=torch.long, device=device)
     cache: KVCache | None = None
     done = torch.zeros(num_samples, dtype=torch.bool, device=device)

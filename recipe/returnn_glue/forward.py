@@ -103,10 +103,10 @@ def _score_without_bos(
     opts: dict[str, Any],
 ) -> torch.Tensor:
     """bd3lms' ``ignore_bos``: position 0 of every sequence is context, never masked, never scored.
-    A sequence that starts with the model's own BOS (the EOS id, e.g. GPT-2's <|endoftext|> of a
-    wrapped chunk) is scored without it, so every layout sees exactly [BOS, x_1, ...]; any other first
+    A sequence that starts with the model's own BOS (``LmConfig.bos_index``: the EOS id, e.g. GPT-2's
+    <|endoftext|> of a wrapped chunk, or BERT's [CLS]) is scored without it, so every layout sees exactly [BOS, x_1, ...]; any other first
     token stays as an unmasked, unscored token after the model's BOS (``ignore_first``)."""
-    starts_with_bos = tokens[:, 0] == model.eos_id
+    starts_with_bos = tokens[:, 0] == model.bos_id
     out = torch.empty(tokens.shape[0], dtype=torch.float64, device=tokens.device)
     for rows, drop in ((starts_with_bos, True), (~starts_with_bos, False)):
         if not bool(rows.any()):

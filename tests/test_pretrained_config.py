@@ -71,3 +71,30 @@ def test_missing_inputs_and_a_tokenizer_that_does_not_fit(fresh_graph, tmp_path:
         TokenizerError, match=r"bpe/tokenizer\.json has vocab_size=300, eos_id=0; the LM config has"
     ):
         pretrained_experiment(ckpt, str(bpe), "", TINY)
+
+
+def test_bd3lms_protocol_reproduces_the_reference_val_nll_of_the_deterministic_cases() -> None:
+    """bd3lms' own val/nll on the fixture's three wrapped chunks ([BOS] + 14 tokens + [EOS]): the AR
+    model's (exact) and the L' = 1 BD3-LM's (mdlm weights; every block a single token, so the NELBO is
+    the exact NLL for every t), through the perplexity job's ``ignore_bos`` scoring of whole chunks."""
+    import dataclasses
+
+    import torch
+
+    from recipe.lm.bd3lms_checkpoints import import_checkpoint
+    from recipe.lm.build import build_model
+    from recipe.returnn_glue.forward import _score_without_bos
+
+    outputs = torch.load(FIXTURE / "outputs.pt", weights_only=True)
+    chunks = outputs["inputs"]["x0"]
+    lengths = torch.full((chunks.shape[0],), chunks.shape[1])
+    for case, name in (("ar", "ar"), ("bd3lm_bs1", "mdlm")):
+        config, state = import_checkpoint(FIXTURE / f"{name}.lightning.ckpt")
+        if case == "bd3lm_bs1":
+            config = dataclasses.replace(config, kind="bd3lm", block_size=1)
+        model = build_model(config)
+        model.load_state_dict(state)
+        generators = [torch.Generator().manual_seed(i) for i in range(len(chunks))]
+        scores = _score_without_bos(model.eval(), chunks, lengths, generators, {"num_samples": 2})
+        val_nll = -float(scores.sum()) / float((lengths - 1).sum())
+        assert val_nll == pytest.approx(float(outputs[case]["val_nll"]), abs=1e-5), case

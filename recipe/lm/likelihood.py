@@ -121,6 +121,12 @@ def _draws(
     return uniform(shape, generator, device)
 
 
+def _leading_bos(model: MDLM) -> int:
+    """1 for a BD3-LM in the bd3lms layout, whose blocks partition [BOS ; x] (BOS inside block 0), else
+    0 (MDLM has one block either way, so BOS is simply not a position of the noise)."""
+    return model.bos_offset if isinstance(model, BD3LM) else 0
+
+
 def _group_noise(
     model: MDLM,
     x0: torch.Tensor,
@@ -135,31 +141,38 @@ def _group_noise(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(t [m, K, n_blocks(W)], mask [m, K, W]) for the m sequences of one group, drawn at the group's
     own width W = max length (so they do not depend on the rest of the batch or its padding).
-    ignore_first: position 0 is never masked (block 0's mask is drawn on its other positions)."""
+    The blocks partition the model's positions: the tokens, after BOS in the bd3lms layout
+    (``bos_offset`` = 1); BOS and, with ``ignore_first``, token 0 are never masked (block 0's mask is
+    drawn on its other positions)."""
     m = x0.shape[0]
     width = int(lengths.max())
     block = model.block_len(width)
     n_blocks = model.num_blocks(width)
     device = x0.device
+    lead = _leading_bos(model)
+    span = width + lead  # positions of the block partition
+    skip = lead + int(ignore_first)  # leading positions that are never masked
     beta, omega = noise_range
     t = scale_to_range(_draws((num_samples, n_blocks), generator, device, stratified, lattice), beta, omega)
-    pad = n_blocks * block - width
-    counts = torch.nn.functional.pad(valid_mask(lengths, width).long(), (0, pad))
+    pad = n_blocks * block - span
+    counts = torch.nn.functional.pad(valid_mask(lengths + lead, span).long(), (0, pad))
     counts = counts.view(m, n_blocks, block).sum(-1)
-    if ignore_first and noise != "shared":
-        raise ValueError(f"nelbo_samples: ignore_first needs noise 'shared' or 'independent', not {noise!r}")
+    if skip and noise != "shared":
+        raise ValueError(
+            f"nelbo_samples: ignore_first and the bd3lms layout need noise 'shared' or 'independent', not {noise!r}"
+        )
     if noise == "shared":
         v = _draws((num_samples, n_blocks), generator, device, stratified)
-        u = _draws((num_samples, width), generator, device, stratified)
+        u = _draws((num_samples, span), generator, device, stratified)
         rows_counts = counts.repeat_interleave(num_samples, dim=0)
-        if ignore_first:  # the law of block 0's mask is exchangeable: draw it on L' - 1 slots, shift by one
-            rows_counts[:, 0] = (rows_counts[:, 0] - 1).clamp(min=0)
+        if skip:  # the law of block 0's mask is exchangeable: draw it on its other slots, shift them
+            rows_counts[:, 0] = (rows_counts[:, 0] - skip).clamp(min=0)
         mask = conditioned_block_mask(u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block)
-        if ignore_first:
-            first = mask[:, : min(block, width) - 1].clone()
-            mask[:, 0] = False
-            mask[:, 1 : min(block, width)] = first
-        return t.expand(m, -1, -1), mask.view(m, num_samples, width)
+        if skip:
+            first = mask[:, : min(block, span) - skip].clone()
+            mask[:, :skip] = False
+            mask[:, skip : min(block, span)] = first
+        return t.expand(m, -1, -1), mask[:, lead:].reshape(m, num_samples, width)
     # aligned: the first sequence of the group is the pivot; every other sequence's tokens take the
     # pivot's uniforms where they align to it and fresh ones elsewhere; each block takes the pivot t of
     # the block holding the pivot token aligned to its first aligned token (else of the same index).
@@ -211,17 +224,13 @@ def nelbo_samples(
     that generator, not on the batch.  lattice: t on a randomised lattice over the K samples instead
     of a Latin hypercube (with ``stratified``).  cache: BD3-LM computes the clean half's keys/values
     once per sequence (``BD3LM.clean_kv``); False runs the full x_t ⊕ x_0 pass per sample (same scores
-    to float tolerance).  max_rows bounds the model batch (sequences x samples) per forward pass.
+    to float tolerance; the bd3lms layout always runs it).  max_rows bounds the model batch (sequences x
+    samples) per forward pass.
     ignore_first (bd3lms' ``ignore_bos``): position 0 (a BOS token of the data) is never masked, so it
     adds no term; block 0 has one maskable token less.
     """
     if not isinstance(model, MDLM):
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
-    if isinstance(model, BD3LM) and model.bos_offset:
-        raise ValueError(
-            "nelbo_samples: Monte-Carlo scoring of a BD3-LM in the bd3lms layout (BOS inside block 0) is not "
-            "implemented; its loss (BD3LM.loss / nelbo_terms) is"
-        )
     if num_samples < 1:
         raise ValueError(f"nelbo_samples: num_samples must be >= 1, got {num_samples}")
     beta, omega = noise_range
@@ -267,17 +276,17 @@ def nelbo_samples(
     rows_mask = rows_mask.view(batch * num_samples, seq_len)
     rows_x0 = x0.repeat_interleave(num_samples, dim=0)
     rows_len = lengths.repeat_interleave(num_samples, dim=0)
-    pad = n_blocks * block - seq_len
-    counts = torch.nn.functional.pad(valid_mask(rows_len, seq_len).long(), (0, pad))
+    lead = _leading_bos(model)
+    pad = n_blocks * block - seq_len - lead
+    counts = torch.nn.functional.pad(valid_mask(rows_len + lead, seq_len + lead).long(), (0, pad))
     counts = counts.view(-1, n_blocks, block).sum(-1)
     maskable = counts.clone()  # tokens that can be masked, the n_b of the weight
-    if ignore_first:
-        maskable[:, 0] = (maskable[:, 0] - 1).clamp(min=0)
+    maskable[:, 0] = (maskable[:, 0] - lead - int(ignore_first)).clamp(min=0)
 
     was_training = model.training
     model.eval()
     try:
-        if cache and isinstance(model, BD3LM):
+        if cache and isinstance(model, BD3LM) and not lead:
             out = _bd3_block_estimates(
                 model, x0, lengths, rows_mask, rows_t, counts, maskable, num_samples, max_rows
             )
@@ -287,7 +296,13 @@ def nelbo_samples(
                 sl = slice(start, start + max_rows)
                 xt = torch.where(rows_mask[sl], model.mask_id, rows_x0[sl])
                 t_pos = model.expand_t(rows_t[sl], seq_len)
-                sigma = model.schedule.sigma_from_move_chance(t_pos) if model.time_conditioning else None
+                sigma = None
+                if model.time_conditioning:
+                    sigma = (
+                        model.sigma_positions(rows_t[sl], seq_len)
+                        if lead
+                        else model.schedule.sigma_from_move_chance(t_pos)
+                    )
                 nll = model.masked_nll(rows_x0[sl], rows_len[sl], xt, sigma).double()
                 t_b = rows_t[sl].double()
                 weight = (1.0 - (1.0 - t_b) ** maskable[sl].double()) / t_b

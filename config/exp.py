@@ -158,26 +158,33 @@ def train_models(
         models[name] = (config, best_checkpoint(job, config, f"{lm}/{name}/best"))
         learning_rates[name] = [job.out_learning_rates]
 
-    full_epochs, clipped_epochs = setup.finetune_epochs
     for block_size in setup.block_sizes:
         name = f"bd3lm_{block_size}"
         full_range = lm_config("bd3lm", setup, block_size=block_size, resample=True)
-        stage1 = train_stage(
-            f"{lm}/{name}/full_range", full_range, data, setup, full_epochs, preload=models["mdlm"][1]
+        config, checkpoint, stages = finetune_bd3lm(
+            f"{lm}/{name}", full_range, models["mdlm"][1], data, setup
         )
-        stage1_checkpoint = stage1.out_checkpoints[full_epochs]
-        search = SearchNoiseRangeJob(stage1_checkpoint, full_range, data["dev_text_dict"], data["spm_model"])
-        search.add_alias(f"{lm}/{name}/clip_search")
-        if setup.search_rqmt:
-            search.update_rqmt("run", dict(setup.search_rqmt))
-        tk.register_output(f"{lm}/{name}/clip_search.txt", search.out_variances)
-        clipped = replace(full_range, noise_range=search.out_noise_range)
-        stage2 = train_stage(
-            f"{lm}/{name}/clipped", clipped, data, setup, clipped_epochs, preload=stage1_checkpoint
-        )
-        models[name] = (clipped, best_checkpoint(stage2, clipped, f"{lm}/{name}/best"))
-        learning_rates[name] = [*learning_rates["mdlm"], stage1.out_learning_rates, stage2.out_learning_rates]
+        models[name] = (config, checkpoint)
+        learning_rates[name] = [*learning_rates["mdlm"], *stages]
     return models, learning_rates
+
+
+def finetune_bd3lm(alias: str, full_range: LmConfig, pretrained, data: dict, setup: Setup):
+    """BD3-LM finetuning from the ``pretrained`` MDLM checkpoint as in the reference recipe: the full noise
+    range, ``SearchNoiseRangeJob`` on its last checkpoint, then the searched clipped range. Returns (the
+    clipped LmConfig, its best checkpoint, [learning-rate file of both stages])."""
+    full_epochs, clipped_epochs = setup.finetune_epochs
+    stage1 = train_stage(f"{alias}/full_range", full_range, data, setup, full_epochs, preload=pretrained)
+    stage1_checkpoint = stage1.out_checkpoints[full_epochs]
+    search = SearchNoiseRangeJob(stage1_checkpoint, full_range, data["dev_text_dict"], data["spm_model"])
+    search.add_alias(f"{alias}/clip_search")
+    if setup.search_rqmt:
+        search.update_rqmt("run", dict(setup.search_rqmt))
+    tk.register_output(f"{alias}/clip_search.txt", search.out_variances)
+    clipped = replace(full_range, noise_range=search.out_noise_range)
+    stage2 = train_stage(f"{alias}/clipped", clipped, data, setup, clipped_epochs, preload=stage1_checkpoint)
+    checkpoint = best_checkpoint(stage2, clipped, f"{alias}/best")
+    return clipped, checkpoint, [stage1.out_learning_rates, stage2.out_learning_rates]
 
 
 def evaluate(data: dict, models: dict, setup: Setup) -> dict:
@@ -295,22 +302,32 @@ def run_experiment(setup: Setup) -> None:
     models, learning_rates = train_models(data, setup)
     perplexities = evaluate(data, models, setup)
     wers, rescoring_details = rescoring(data, models, setup)
-    report = ExperimentReportJob(
-        perplexities,
-        wers,
-        learning_rates,
-        rescoring_details=rescoring_details,
-        notes=(
-            "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
-            "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
-            f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev; several"
-            " LMs: first pass + Σ λ_k·LM_k + β·words, tuned on dev by coordinate descent). sclite: NIST"
-            " sclite's WER of the same outputs (reports in output/asr/<system>/<part>_sclite/).",
-        ),
+    notes = (
+        "Perplexities are per SentencePiece token (EOS included) on the KJV test verses; for MDLM and "
+        "BD3-LM they are the NELBO upper bound. WERs: pocketsphinx n-best lists of espeak-ng speech, "
+        f"{setup.nbest_size}-best, rescored with first pass + λ·LM + β·words (λ, β tuned on dev; several"
+        " LMs: first pass + Σ λ_k·LM_k + β·words, tuned on dev by coordinate descent). sclite: NIST"
+        " sclite's WER of the same outputs (reports in output/asr/<system>/<part>_sclite/).",
     )
-    report.add_alias("report")
-    tk.register_output("report.md", report.out_report)
-    tk.register_output("report.png", report.out_plot)
+    register_report("report", perplexities, wers, learning_rates, rescoring_details, notes)
+
+
+def register_report(
+    name: str,
+    perplexities: dict,
+    wers: dict,
+    learning_rates: dict,
+    rescoring_details: dict,
+    notes: tuple[str, ...],
+    title: str | None = None,
+) -> None:
+    """``ExperimentReportJob`` (alias ``name``) written to ``output/<name>.md`` and ``output/<name>.png``."""
+    report = ExperimentReportJob(
+        perplexities, wers, learning_rates, notes=notes, rescoring_details=rescoring_details, title=title
+    )
+    report.add_alias(name)
+    tk.register_output(f"{name}.md", report.out_report)
+    tk.register_output(f"{name}.png", report.out_plot)
 
 
 def py():

@@ -16,10 +16,11 @@ class ExperimentReportJob(Job):
     ``wers``: {system: {"dev": Variable, "test": Variable}}; ``learning_rates``: {model: [RETURNN
     learning-rate file of each training stage]}; ``notes``: extra markdown lines; ``rescoring_details``:
     {system: {"trace": dev search trace file of a multi-LM combination, "dev_sclite"/"test_sclite": NIST
-    sclite WER Variables}} (tables of sclite WERs and the search traces; not hashed when absent).
+    sclite WER Variables}} (tables of sclite WERs and the search traces; not hashed when absent);
+    ``title``: the report's heading (not hashed when the default).
     """
 
-    __sis_hash_exclude__ = {"rescoring_details": None}
+    __sis_hash_exclude__ = {"rescoring_details": None, "title": None}
 
     def __init__(
         self,
@@ -28,12 +29,14 @@ class ExperimentReportJob(Job):
         learning_rates: dict[str, list[tk.Path]],
         notes: tuple[str, ...] = (),
         rescoring_details: dict[str, dict[str, Any]] | None = None,
+        title: str | None = None,
     ) -> None:
         self.perplexities = perplexities
         self.wers = wers
         self.learning_rates = learning_rates
         self.notes = notes
         self.rescoring_details = rescoring_details
+        self.title = title
         self.out_report = self.output_path("report.md")
         self.out_plot = self.output_path("report.png")
 
@@ -50,7 +53,7 @@ class ExperimentReportJob(Job):
         )
         plot_report(ppl, lrs, wers, self.out_plot.get_path())
         text = [
-            "# Diffusion LMs for ASR: experiment report",
+            f"# {self.title or 'Diffusion LMs for ASR: experiment report'}",
             "",
             perplexity_section(ppl),
             "",

@@ -33,6 +33,7 @@ from recipe.lm.config import LmConfig
 from recipe.lm.dit import KVCache
 from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import NoiseRange, uniform
+from recipe.lm.token_schedule import token_move_chance
 
 MAX_RESAMPLE_ROUNDS = 100
 
@@ -196,22 +197,28 @@ class BD3LM(MDLM):
         return self.nll_from_states(h, x0_block, lengths, xt_block).double().sum(dim=1)
 
     def draw_mask(
-        self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange
+        self,
+        t: Tensor,
+        lengths: Tensor,
+        seq_len: int,
+        generator: Generator | None,
+        noise_range: NoiseRange,
+        token_rates: Tensor | None = None,
     ) -> Tensor:
         """Per-block masks; with ``resample``, blocks whose masked fraction is outside ``noise_range`` are
-        redrawn.
+        redrawn (with the same per-token probabilities m_i(t) when ``token_rates`` are given).
 
         A bound is only enforced when it is clipped (low > sampling_eps or high < 1).  Blocks that can
         never fit (e.g. a last block of 1 real token and noise range [0.45, 0.95]) are left as drawn; the redraw
         stops after MAX_RESAMPLE_ROUNDS rounds.
         """
-        mask = super().draw_mask(t, lengths, seq_len, generator, noise_range)
+        mask = super().draw_mask(t, lengths, seq_len, generator, noise_range, token_rates)
         low, high = noise_range
         check_low, check_high = low > self.schedule.eps + 1e-9, high < 1.0 - 1e-9
         if not (self.resample and (check_low or check_high)):
             return mask
         valid = valid_mask(lengths, seq_len)
-        move = self.schedule.move_chance(self.expand_t(t, seq_len))
+        move = token_move_chance(self.schedule, self.expand_t(t, seq_len), token_rates)
         n_blocks = t.shape[1]
         pad = n_blocks * self.block_size - seq_len
         count = F.pad(valid.float(), (0, pad)).view(-1, n_blocks, self.block_size).sum(-1)
@@ -276,6 +283,7 @@ def search_noise_range(
     "sequence": the variance over all sequences of the per-sequence loss NELBO(x) / |x|;
     "block" (bd3lms' ``var_min``): per batch, the variance over its (sequence, block) pairs of the
     block's mean loss (1/n_b) sum_{l in block b} (1/t_b) CE_l (n_b real tokens), summed over batches.
+    Both evaluate the uniform bound, also for models trained with per-token rates.
     Returns (best pair, {pair: statistic}); the best pair is meant for ``LmConfig.noise_range`` of the
     next training.  Runs the model in eval mode."""
     data = list(batches)

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from recipe.lm.importance import ESTIMATOR_KEY_PREFIXES
+
 # state-dict entries of earlier versions of this project that are no longer model state
 _LEGACY_KEYS = ("noise_clip",)
 
@@ -91,9 +93,14 @@ def check_compatible(
 
 
 class CheckedLoadMixin(nn.Module):
-    """nn.Module whose load_state_dict first runs ``check_compatible`` (needs ``self.config``, an LmConfig)."""
+    """nn.Module whose load_state_dict first runs ``check_compatible`` (needs ``self.config``, an LmConfig).
+    A model built for scoring has no ATAT importance estimator: a checkpoint's estimator tensors are
+    skipped then."""
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
-        state_dict = {k: v for k, v in state_dict.items() if k not in _LEGACY_KEYS}
+        skipped = ESTIMATOR_KEY_PREFIXES if not hasattr(self, "importance") else ()
+        state_dict = {
+            k: v for k, v in state_dict.items() if k not in _LEGACY_KEYS and not k.startswith(skipped)
+        }
         check_compatible(self, state_dict, "checkpoint state dict", self.config.describe())
         return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -25,6 +25,18 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
                     token of block 0 (never masked, never scored: ``ignore_bos``) rather than an extra
                     position, and the AR LM has V + 1 embedding rows.  Blocks then hold
                     [BOS, x_0 .. x_{L'-2}], [x_{L'-1} ..], ..., so L' divides max_seq_len + 1.
+    mix_alpha       token-adaptive masking (``recipe.lm.token_schedule``): training masks token i with
+                    the per-token rate g_i = (1 - mix_alpha) + mix_alpha * w_i; 0 = the uniform schedule
+    depth_mode      where w comes from: None, or "dependency" (parse depths read from the data,
+                    ``recipe.data.dependency_depth``)
+    reverse, normalize_depth, depth_temp
+                    dependency depth d -> w: d / max depth (normalize_depth), s = 1 - d (reverse: heads
+                    are masked earlier) or s = d, w = n softmax(s / depth_temp) over the n word tokens
+    importance_estimator  ATAT (diffusion LMs): train an importance estimator with the model and mask by
+                    its curriculum (``recipe.lm.importance``); scoring ignores the estimator
+    curriculum      (b_1, b_2): ATAT's phases easy / medium / hard end at these fractions of the training
+    focus_weight    f: ATAT's weight of the tokens in the current phase's importance band (others 1)
+    importance_loss_weight  lambda: weight of the estimator's MSE loss in the training loss
 """
 
 from __future__ import annotations
@@ -37,7 +49,19 @@ KINDS = ("ar", "mdlm", "bd3lm")
 # Fields added after job ids were published, with the value that reproduces the earlier behaviour: while
 # a config keeps that value, the field is left out of the hash (as i6_core's ``__sis_hash_exclude__``),
 # so existing ids stay.
-HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {"bd3lms_layout": False}
+HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {
+    "bd3lms_layout": False,
+    "mix_alpha": 0.0,
+    "depth_mode": None,
+    "reverse": False,
+    "normalize_depth": True,
+    "depth_temp": 1.0,
+    "importance_estimator": False,
+    "curriculum": (0.3, 0.7),
+    "focus_weight": 2.0,
+    "importance_loss_weight": 0.1,
+}
+DEPTH_MODES = (None, "dependency")
 
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"hidden": 64, "n_layers": 2, "n_heads": 4, "cond_dim": 32},
@@ -77,10 +101,20 @@ class LmConfig:
     resample: bool = False
     ema_decay: float = 0.0
     bd3lms_layout: bool = False
+    mix_alpha: float = 0.0
+    depth_mode: str | None = None
+    reverse: bool = False
+    normalize_depth: bool = True
+    depth_temp: float = 1.0
+    importance_estimator: bool = False
+    curriculum: tuple[float, float] = (0.3, 0.7)
+    focus_weight: float = 2.0
+    importance_loss_weight: float = 0.1
 
     def __post_init__(self) -> None:
-        if isinstance(self.noise_range, list):
-            object.__setattr__(self, "noise_range", tuple(self.noise_range))
+        for name in ("noise_range", "curriculum"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name, error in self._errors():
             raise ValueError(f"LmConfig.{name}: {error} (in {self.describe()})")
 
@@ -136,6 +170,8 @@ class LmConfig:
                 errors.append(("tie_embeddings", "the bd3lms layout has its own output layer with a bias"))
             if self.resample:
                 errors.append(("resample", "mask resampling is not implemented for the bd3lms layout"))
+        errors.extend(self._masking_errors())
+        errors.extend(self._importance_errors())
         if isinstance(self.noise_range, tuple):
             low, high = self.noise_range if len(self.noise_range) == 2 else (None, None)
             if not (isinstance(low, float | int) and isinstance(high, float | int) and 0 < low <= high <= 1):
@@ -149,6 +185,49 @@ class LmConfig:
             errors.append(
                 ("noise_range", f"must be None, a (beta, omega) pair or a Variable, got {self.noise_range!r}")
             )
+        return errors
+
+    def _masking_errors(self) -> list[tuple[str, str]]:
+        """Token-adaptive masking options: ranges, and a weight source whenever mix_alpha > 0."""
+        errors = []
+        if not isinstance(self.mix_alpha, float | int) or not 0.0 <= self.mix_alpha <= 1.0:
+            errors.append(("mix_alpha", f"must be in [0, 1] (0 = uniform masking), got {self.mix_alpha!r}"))
+        if self.depth_mode not in DEPTH_MODES:
+            errors.append(("depth_mode", f"must be one of {DEPTH_MODES}, got {self.depth_mode!r}"))
+        if not isinstance(self.depth_temp, float | int) or not self.depth_temp > 0:
+            errors.append(("depth_temp", f"must be a positive temperature, got {self.depth_temp!r}"))
+        if self.kind == "ar" and (self.mix_alpha or self.depth_mode is not None):
+            errors.append(("mix_alpha", "token-adaptive masking needs a diffusion LM, not the AR LM"))
+        elif self.mix_alpha and self.depth_mode is None and not self.importance_estimator:
+            errors.append(
+                (
+                    "mix_alpha",
+                    f"{self.mix_alpha} > 0 needs a token weight source: depth_mode or importance_estimator",
+                )
+            )
+        elif self.depth_mode is not None and self.importance_estimator:
+            errors.append(
+                ("importance_estimator", "one token weight source: depth_mode or importance_estimator")
+            )
+        return errors
+
+    def _importance_errors(self) -> list[tuple[str, str]]:
+        """ATAT's options: a diffusion LM, phase boundaries in [0, 1] in order, positive weights."""
+        errors = []
+        if self.importance_estimator and self.kind == "ar":
+            errors.append(("importance_estimator", "only diffusion LMs mask tokens, not kind='ar'"))
+        pair = isinstance(self.curriculum, tuple) and len(self.curriculum) == 2
+        first, second = self.curriculum if pair else (None, None)
+        if not (
+            isinstance(first, float | int) and isinstance(second, float | int) and 0 <= first <= second <= 1
+        ):
+            errors.append(
+                ("curriculum", f"must be (b_1, b_2) with 0 <= b_1 <= b_2 <= 1, got {self.curriculum}")
+            )
+        if not self.focus_weight > 0:
+            errors.append(("focus_weight", f"must be positive, got {self.focus_weight}"))
+        if not self.importance_loss_weight >= 0:
+            errors.append(("importance_loss_weight", f"must be >= 0, got {self.importance_loss_weight}"))
         return errors
 
     @property

@@ -39,6 +39,7 @@ from recipe.lm.noise_schedule import (
     scale_to_range,
     uniform,
 )
+from recipe.lm.token_schedule import check_token_rates, token_loss_weight, token_move_chance, token_sigma
 
 
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
@@ -111,15 +112,23 @@ class MDLM(CheckedLoadMixin):
         return scale_to_range(u.view(batch, n_blocks), low, high)
 
     def draw_mask(
-        self, t: Tensor, lengths: Tensor, seq_len: int, generator: Generator | None, noise_range: NoiseRange
+        self,
+        t: Tensor,
+        lengths: Tensor,
+        seq_len: int,
+        generator: Generator | None,
+        noise_range: NoiseRange,
+        token_rates: Tensor | None = None,
     ) -> Tensor:
-        """Bool [B, T]: real token l is masked iff u_l < 1 - alpha_{t(l)}, u_l ~ U[0, 1).
+        """Bool [B, T]: real token l is masked iff u_l < m_l(t(l)), u_l ~ U[0, 1), with m_l = 1 - alpha_t
+        (``token_rates`` None) or the per-token schedule (``recipe.lm.token_schedule``).
 
         ``noise_range`` is the range t was drawn from (used by BD3-LM's resampling, ignored here).
         """
         del noise_range
         u = uniform((t.shape[0], seq_len), generator, t.device)
-        return (u < self.schedule.move_chance(self.expand_t(t, seq_len))) & valid_mask(lengths, seq_len)
+        move = token_move_chance(self.schedule, self.expand_t(t, seq_len), token_rates)
+        return (u < move) & valid_mask(lengths, seq_len)
 
     def _states(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
@@ -174,13 +183,26 @@ class MDLM(CheckedLoadMixin):
         return subs_log_probs(logits, xt, self.mask_id)
 
     def nelbo_terms(
-        self, x0: torch.Tensor, lengths: torch.Tensor, t: torch.Tensor, mask: torch.Tensor
+        self,
+        x0: torch.Tensor,
+        lengths: torch.Tensor,
+        t: torch.Tensor,
+        mask: torch.Tensor,
+        token_rates: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Per-position NELBO terms (1/t) * CE at masked positions, float32 [B, T], for given t and mask."""
+        """Per-position NELBO terms (1/t) * CE at masked positions, float32 [B, T], for given t and mask;
+        with ``token_rates`` g the per-token schedule's weights 1/(g t) and noise levels."""
         t_pos = self.expand_t(t, x0.shape[1])
         xt = torch.where(mask, self.mask_id, x0)
-        sigma_pos = self.sigma_positions(t, x0.shape[1]) if self.time_conditioning else None
-        return self.schedule.loss_weight(t_pos) * self.masked_nll(x0, lengths, xt, sigma_pos)
+        if not self.time_conditioning:
+            sigma_pos = None
+        elif token_rates is None:
+            sigma_pos = self.sigma_positions(t, x0.shape[1])
+        else:
+            sigma_pos = token_sigma(self.schedule, t_pos, token_rates)
+        return token_loss_weight(self.schedule, t_pos, token_rates) * self.masked_nll(
+            x0, lengths, xt, sigma_pos
+        )
 
     def loss(
         self,
@@ -188,14 +210,19 @@ class MDLM(CheckedLoadMixin):
         lengths: torch.Tensor,
         noise_range: NoiseRange | None = None,
         generator: torch.Generator | None = None,
+        token_rates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(NELBO summed over the batch with one t draw per sequence/block, number of tokens).
 
-        t ~ U[beta, omega] with (beta, omega) = ``noise_range``, default the full range [eps, 1]."""
+        t ~ U[beta, omega] with (beta, omega) = ``noise_range``, default the full range [eps, 1].
+        ``token_rates`` g [B, T] (> 0 at real tokens) selects the per-token schedule m_i(t) = (1 - eps)
+        t^(1/g_i) with weights 1/(g_i t) (``recipe.lm.token_schedule``, a bound on -log p(x | g));
+        None is the uniform schedule."""
         check_batch(tokens, lengths, self.vocab_size, self.max_seq_len)
         x0 = clean_padding(tokens, lengths, self.eos_id)
+        rates = None if token_rates is None else check_token_rates(token_rates, x0, lengths)
         batch, seq_len = x0.shape
         low, high = noise_range or (self.schedule.eps, 1.0)
         t = self.draw_t(batch, self.num_blocks(seq_len), generator, x0.device, low, high)
-        mask = self.draw_mask(t, lengths, seq_len, generator, (low, high))
-        return self.nelbo_terms(x0, lengths, t, mask).sum(), lengths.sum()
+        mask = self.draw_mask(t, lengths, seq_len, generator, (low, high), rates)
+        return self.nelbo_terms(x0, lengths, t, mask, rates).sum(), lengths.sum()

@@ -7,6 +7,15 @@ NELBO (diffusion; loss name ``nelbo``) or NLL (AR; ``nll``) of the batch with ``
 are nats per token and exp(score) is the (bound on the) perplexity. Training draws t from the config's
 noise range, dev scores from the full range (``recipe.lm.build.training_loss``). EMA weights, when
 configured, are updated at every training step.
+
+ATAT (``LmConfig.importance_estimator``): training batches use ``recipe.lm.importance.atat_loss``; its
+curriculum phase is a function of RETURNN's (sub-)epoch, p = (epoch - 1) / num_epochs. RETURNN saves
+the epoch and global step in every checkpoint and restores them when a training resumes, so a resumed
+training continues in the phase its checkpoint was in. The estimator's MSE is the loss ``importance``
+(scaled by ``importance_loss_weight``) and the phase (0 easy, 1 medium, 2 hard) is reported, outside the
+gradient (``as_error``), as ``curriculum_phase``: RETURNN's learning-rate file shows it for every
+sub-epoch (``train_loss_curriculum_phase``). Dev scores stay the uniform bound. A forward (scoring)
+config builds the model without the estimator.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import torch
 from recipe.lm.build import build_model, training_loss
 from recipe.lm.checkpoints import check_compatible, read_checkpoint
 from recipe.lm.config import LmConfig
+from recipe.lm.importance import atat_loss, curriculum_phase
 
 
 def loss_name(config: LmConfig) -> str:
@@ -53,9 +63,12 @@ def _check_preload(model: torch.nn.Module, config: LmConfig) -> None:
 
 
 def get_model(*, epoch: int, step: int, **_: Any) -> torch.nn.Module:
-    """RETURNN entry point: the LM described by the config's ``lm_config``."""
+    """RETURNN entry point: the LM described by the config's ``lm_config`` (for a task other than
+    ``train``, i.e. scoring, without ATAT's importance estimator)."""
+    from returnn.config import get_global_config
+
     config = lm_config_from_returnn()
-    model = build_model(config)
+    model = build_model(config, scoring=get_global_config().value("task", "train") != "train")
     if epoch == 1 and step == 0:
         _check_preload(model, config)
     return model
@@ -78,7 +91,10 @@ def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     ema = getattr(model, "ema", None)
     if ema is not None and ctx.train_flag:
         ema.update(model)  # the average of the weights as they were after the previous update
-    total, num_tokens = training_loss(model, tokens, lengths, train=ctx.train_flag)
+    if ctx.train_flag and hasattr(model, "importance"):
+        total, num_tokens = _atat_training_loss(model, tokens, lengths, int(ctx.epoch))
+    else:
+        total, num_tokens = training_loss(model, tokens, lengths, train=ctx.train_flag)
     name = loss_name(model.config)
     if not torch.isfinite(total):
         raise FloatingPointError(
@@ -88,6 +104,33 @@ def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     ctx.mark_as_loss(
         total, name, custom_inv_norm_factor=rf.convert_to_tensor(num_tokens.float()), use_normalized_loss=True
     )
+
+
+def training_progress(epoch: int, num_epochs: int) -> float:
+    """p = (epoch - 1) / num_epochs in [0, 1): the fraction of the training done when (sub-)epoch
+    ``epoch`` (1-based, as RETURNN counts) starts."""
+    if num_epochs < 1 or not 1 <= epoch <= num_epochs:
+        raise ValueError(f"training_progress: epoch {epoch} is not in 1..num_epochs={num_epochs}")
+    return (epoch - 1) / num_epochs
+
+
+def _atat_training_loss(
+    model: torch.nn.Module, tokens: torch.Tensor, lengths: torch.Tensor, epoch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ATAT's training NELBO (returned) and, marked here, the estimator's loss and the curriculum phase."""
+    import returnn.frontend as rf
+    from returnn.config import get_global_config
+
+    config = model.config
+    num_epochs = get_global_config().int("num_epochs", 0)
+    phase = curriculum_phase(training_progress(epoch, num_epochs), config.curriculum)
+    total, num_tokens, estimator_loss = atat_loss(
+        model, tokens, lengths, config.training_noise_range(), phase
+    )
+    ctx = rf.get_run_ctx()
+    ctx.mark_as_loss(estimator_loss, "importance", scale=config.importance_loss_weight)
+    ctx.mark_as_loss(rf.convert_to_tensor(torch.tensor(float(phase))), "curriculum_phase", as_error=True)
+    return total, num_tokens
 
 
 def warmup_learning_rate(learning_rate: float, global_train_step: int, warmup_steps: int) -> float:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from recipe.lm import bd3lms_checkpoints as bc
 from recipe.lm.build import build_model
-from recipe.lm.config import LmConfig
+from recipe.lm.config import HASH_EXCLUDED_DEFAULTS, LmConfig
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "bd3lms_reference"
 pytestmark = pytest.mark.skipif(
@@ -152,7 +152,9 @@ def test_default_layout_is_unchanged() -> None:
         kind="mdlm", vocab_size=20, eos_id=0, max_seq_len=8, hidden=16, n_layers=1, n_heads=2, cond_dim=8
     )
     default = LmConfig(**base)
-    assert default.__sis_state__() == {k: v for k, v in default.as_dict().items() if k != "bd3lms_layout"}
+    assert default.__sis_state__() == {
+        k: v for k, v in default.as_dict().items() if k not in HASH_EXCLUDED_DEFAULTS
+    }
     names = {k: tuple(v.shape) for k, v in build_model(default).state_dict().items()}
     assert names["backbone.out.weight"] == (20, 16) and "backbone.out.bias" not in names
     assert "backbone.norm_out.bias" in names and not any(".ada." in k for k in names)

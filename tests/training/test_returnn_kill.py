@@ -39,7 +39,7 @@ def py():
 """
 
 
-def _returnn_pids(job_dir: str) -> list[int]:
+def returnn_pids(job_dir: str) -> list[int]:
     """Processes running RETURNN on this job's config (matched by their command line)."""
     pids = []
     for entry in os.listdir("/proc"):
@@ -55,19 +55,14 @@ def _returnn_pids(job_dir: str) -> list[int]:
     return pids
 
 
-def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_path, tiny_lm_data):
+def start_manager(tmp_path: Path, config: str, data) -> tuple[Path, subprocess.Popen]:
+    """A Sisyphus project with ``config`` (formatted with the tiny LM data's paths) and ``sis m -r`` running
+    in it (stdout piped); returns (project root, manager process)."""
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(REPO / "settings.py", root / "settings.py")
-    (root / "kill_test.py").write_text(
-        CONFIG.format(
-            spm=str(tiny_lm_data.spm_model),
-            vocab=tiny_lm_data.vocab_size,
-            eos=tiny_lm_data.eos_id,
-            train=str(tiny_lm_data.train_text),
-            dev=str(tiny_lm_data.dev_ogg_zip),
-        )
-    )
+    paths = {"spm": str(data.spm_model), "train": str(data.train_text), "dev": str(data.dev_ogg_zip)}
+    (root / "kill_test.py").write_text(config.format(vocab=data.vocab_size, eos=data.eos_id, **paths))
     manager = subprocess.Popen(
         [sys.executable, "-m", "sisyphus", "m", "kill_test.py", "-r"],
         cwd=root,
@@ -76,25 +71,35 @@ def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_pa
         stderr=subprocess.STDOUT,
         text=True,
     )
+    return root, manager
+
+
+def training_job_dir(root: Path) -> str | None:
+    """The work directory of the project's (only) ReturnnTrainingJob, once the manager created it."""
+    found = glob.glob(str(root / "work" / "jobs" / "returnn" / "ReturnnTrainingJob.*"))
+    return found[0] if found else None
+
+
+def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_path, tiny_lm_data):
+    root, manager = start_manager(tmp_path, CONFIG, tiny_lm_data)
     most_at_once = 0
     try:
         deadline = time.time() + 600
         job_dir = None
-        while time.time() < deadline and not (job_dir and _returnn_pids(job_dir)):
-            found = glob.glob(str(root / "work" / "jobs" / "returnn" / "ReturnnTrainingJob.*"))
-            job_dir = found[0] if found else None
+        while time.time() < deadline and not (job_dir and returnn_pids(job_dir)):
+            job_dir = training_job_dir(root)
             time.sleep(0.2)
-        first = _returnn_pids(job_dir)
+        first = returnn_pids(job_dir)
         assert first, "RETURNN never started"
         time.sleep(3)  # let it train for a moment
         worker = json.load(open(f"{job_dir}/usage.run.1"))["pid"]
         os.kill(worker, signal.SIGKILL)
         end = time.time() + 30
-        while time.time() < end and any(p in _returnn_pids(job_dir) for p in first):
+        while time.time() < end and any(p in returnn_pids(job_dir) for p in first):
             time.sleep(0.2)
-        assert not any(p in _returnn_pids(job_dir) for p in first), "RETURNN survived its worker"
+        assert not any(p in returnn_pids(job_dir) for p in first), "RETURNN survived its worker"
         while manager.poll() is None and time.time() < deadline:
-            most_at_once = max(most_at_once, len(_returnn_pids(job_dir)))
+            most_at_once = max(most_at_once, len(returnn_pids(job_dir)))
             time.sleep(0.2)
         out = manager.communicate(timeout=60)[0]
     finally:
@@ -102,7 +107,7 @@ def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_pa
             manager.kill()
     assert manager.returncode == 0, out[-3000:]
     assert most_at_once == 1  # the resubmitted training, and only it
-    assert not _returnn_pids(job_dir)
+    assert not returnn_pids(job_dir)
     assert sorted(glob.glob(str(Path(job_dir) / "output" / "models" / "epoch.00[1-4].pt")))[-1].endswith(
         "epoch.004.pt"
     )

@@ -1,7 +1,6 @@
 """A pretrained bd3lms / MDLM checkpoint in the pipeline: import it, compute its perplexity with bd3lms'
 evaluation protocol on the KJV test verses and on a text file of your own, draw samples, and rescore
-the demo n-best lists (the stages of ``config/exp.py``, with the checkpoint's own tokenizer). BD3-LM
-checkpoints are not sampled yet (``recipe.lm.sampling.sample_bd3lm`` lacks the bd3lms layout).
+the demo n-best lists (the stages of ``config/exp.py``, with the checkpoint's own tokenizer).
 
 The three lines to change (or set the environment variables of the same names):
 
@@ -77,17 +76,16 @@ def pretrained_experiment(
         ppl.add_alias(f"{name}/{text_name}/ppl")
         perplexity[text_name] = ppl.out_perplexity
 
-    if lm_config.kind != "bd3lm":  # the semi-AR sampler has no bd3lms layout (BOS inside block 0) yet
-        samples = SampleLmJob(
-            imported.out_checkpoint,
-            lm_config,
-            tokenizer=files,
-            num_samples=setup.num_lm_samples,
-            max_len=lm_config.max_seq_len,
-            nucleus_rule="bd3lms",
-        )
-        samples.add_alias(f"{name}/samples")
-        tk.register_output(f"{name}/samples.txt", samples.out_samples)
+    samples = SampleLmJob(
+        imported.out_checkpoint,
+        lm_config,
+        tokenizer=files,
+        num_samples=setup.num_lm_samples,
+        max_len=lm_config.max_seq_len,
+        nucleus_rule="bd3lms",
+    )
+    samples.add_alias(f"{name}/samples")
+    tk.register_output(f"{name}/samples.txt", samples.out_samples)
 
     wers, _ = rescoring({**data, "tokenizer": files}, {name: (lm_config, imported.out_checkpoint)}, setup)
     results = {"perplexity": perplexity, "wer": wers[f"+ {name}"], "first_pass_wer": wers["first pass"]}

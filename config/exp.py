@@ -269,11 +269,14 @@ def rescoring(data: dict, models: dict, setup: Setup) -> tuple[dict, dict]:
     details: dict[str, dict] = {}
     outputs: dict[str, dict] = {"first pass": dict(nbest)}
     lm_scores: dict[str, dict] = {}
+    # the LMs' tokenizer: the KJV SentencePiece model, or data["tokenizer"] (TokenizerFiles, e.g. of an
+    # imported checkpoint, config/pretrained.py)
+    tokenizer = {"tokenizer": data["tokenizer"]} if "tokenizer" in data else {"spm_model": data["spm_model"]}
     for name, (config, checkpoint) in models.items():
         scores = {}
         for part in ("dev", "test"):
             job = RescoreNBestJob(
-                nbest[part], checkpoint, config, data["spm_model"], sampling_number=setup.sampling_number
+                nbest[part], checkpoint, config, **tokenizer, sampling_number=setup.sampling_number
             )
             job.add_alias(f"asr/{name}/{part}_lm_scores")
             scores[part] = job.out_lm_scores

@@ -298,3 +298,45 @@ def test_bd3lms_protocol_scores_chunks_after_their_bos_or_with_position_zero_as_
             ignore_first=not drop,
         )
         assert float(got[row]) == pytest.approx(float(want), rel=1e-6), row
+
+
+def test_in_process_jobs_with_a_bpe_tokenizer(fresh_graph, tmp_path: Path) -> None:
+    """GenerativePerplexityJob and SearchNoiseRangeJob (bd3lms' per-block var_min statistic) encode
+    their texts with the BPE: the perplexity is the AR model's exact one of the BPE ids."""
+    from jobs.diffusion import GenerativePerplexityJob, SearchNoiseRangeJob
+    from jobs.returnn import PtCheckpoint
+    from recipe.data.text_dict import write_text_dict
+    from sisyphus import tk
+
+    files = TokenizerFiles.tokenizer_json(tk.Path(str(train_byte_level_bpe(tmp_path / "bpe"))))
+    tokenizer = load_tokenizer(files)
+    ar, ar_model = _model("ar", tmp_path / "ar.pt")
+    bd3, _ = _model("bd3lm", tmp_path / "bd3lm.pt", block_size=4)
+    write_text_lines(tmp_path / "samples.txt", TEXTS)
+    gen = GenerativePerplexityJob(
+        tk.Path(str(tmp_path / "samples.txt")),
+        PtCheckpoint(tk.Path(str(tmp_path / "ar.pt"))),
+        ar,
+        tokenizer=files,
+    )
+    tk.run_job(gen)
+    seqs = [[*tokenizer.encode(t), tokenizer.eos_id] for t in TEXTS]
+    log_p = sum(
+        float(sequence_log_likelihood(ar_model, torch.tensor([s]), torch.tensor([len(s)]))) for s in seqs
+    )
+    assert gen.out_perplexity.get() == pytest.approx(math.exp(-log_p / sum(map(len, seqs))), rel=1e-5)
+
+    write_text_dict(tmp_path / "dev.py", {f"d/{i}": t for i, t in enumerate(TEXTS)})
+    search = SearchNoiseRangeJob(
+        PtCheckpoint(tk.Path(str(tmp_path / "bd3lm.pt"))),
+        bd3,
+        tk.Path(str(tmp_path / "dev.py")),
+        tokenizer=files,
+        clip_search_widths=(0.5,),
+        clip_search_delta=0.5,
+        statistic="block",
+    )
+    tk.run_job(search)
+    table = Path(search.out_variances.get_path()).read_text().splitlines()
+    assert table[0] == "beta\tomega\tsummed variance of the per-block mean loss (nats/token)^2"
+    assert len(table) == 1 + 3 and search.out_noise_range.get() in [(0.001, 1.0), (0.001, 0.5), (0.5, 1.0)]

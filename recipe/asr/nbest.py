@@ -118,11 +118,12 @@ def describe_unknown_characters(
     """A one-paragraph message about :func:`unknown_characters` output (empty string if there are none)."""
     if not unknown:
         return ""
+    noun = "characters" if all(len(piece) == 1 for piece in unknown) else "pieces"
     parts = [
         f"{piece!r}{f' (U+{ord(piece):04X})' if len(piece) == 1 else ''} in {len(tags)} utterances, e.g. {tags[0]}"
         for piece, tags in unknown.items()
     ]
     return (
-        f"{source}: {len(unknown)} characters are outside the {vocabulary} vocabulary and {effect}: "
+        f"{source}: {len(unknown)} {noun} are outside the {vocabulary} vocabulary and {effect}: "
         + "; ".join(parts)
     )

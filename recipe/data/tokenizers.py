@@ -108,9 +108,6 @@ class TokenizerFiles:
             return cls.wordpiece(path)
         raise TokenizerError(f"{path}: not a tokenizer file (.model, .json, vocab.txt) or directory")
 
-    def describe(self) -> str:
-        return f"{self.kind} tokenizer {', '.join(os.fspath(f) for f in self.files)}"
-
 
 class Tokenizer(Protocol):
     """What perplexity, sampling and rescoring need from a tokenizer (see the module docstring)."""
@@ -200,20 +197,21 @@ class HfTokenizer:
         self.unk_id = vocab.get(unk) if unk else None
         self.unknown_effect = f"will be scored as {unk}" if self.unk_id is not None else "are left out"
 
-    def _encodes(self, text: str) -> bool:
+    def _encoding(self, text: str) -> Any | None:
+        """The ``tokenizers`` encoding, None if the tokenizer has no id for some word of the text."""
         try:
-            self._tok.encode(text, add_special_tokens=False)
+            return self._tok.encode(text, add_special_tokens=False)
         except Exception:  # e.g. a word-level vocabulary without its unknown token
-            return False
-        return True
+            return None
 
     def encode(self, text: str) -> list[int]:
         """Ids of the text; a tokenizer that has no id for a word (no unknown token in its vocabulary)
         leaves that word out (``unknown_pieces`` reports it)."""
-        if self._encodes(text):
-            return self._tok.encode(text, add_special_tokens=False).ids
-        words = [w for w in text.split() if self._encodes(w)]
-        return self._tok.encode(" ".join(words), add_special_tokens=False).ids if words else []
+        encoding = self._encoding(text)
+        if encoding is None:
+            words = [w for w in text.split() if self._encoding(w) is not None]
+            return self._tok.encode(" ".join(words), add_special_tokens=False).ids if words else []
+        return encoding.ids
 
     def decode(self, ids: list[int]) -> str:
         return self._tok.decode(ids, skip_special_tokens=True)
@@ -221,9 +219,9 @@ class HfTokenizer:
     def unknown_pieces(self, text: str) -> list[str]:
         """Text spans encoded as the unknown token, non-space characters that vanish in encoding, and
         words that cannot be encoded at all (a vocabulary without its unknown token)."""
-        if not self._encodes(text):
-            return list(dict.fromkeys(w for w in text.split() if not self._encodes(w)))
-        encoding = self._tok.encode(text, add_special_tokens=False)
+        encoding = self._encoding(text)
+        if encoding is None:
+            return list(dict.fromkeys(w for w in text.split() if self._encoding(w) is None))
         pieces = [
             text[a:b] for i, (a, b) in zip(encoding.ids, encoding.offsets, strict=True) if i == self.unk_id
         ]

@@ -277,16 +277,18 @@ def test_aligned_masks_agree_on_aligned_tokens() -> None:
 
 @torch.no_grad()
 def _exact_nelbo(
-    model, ids: list[int], beta: float = 1e-3, omega: float = 1.0, skip_first: bool = False
+    model, ids: list[int], beta: float = 1e-3, omega: float = 1.0, skip_first: bool = False, lead=None
 ) -> float:
     """NELBO of one sequence (no time conditioning) by enumerating, per block, all non-empty masks M of
     its n_b tokens (earlier blocks clean): sum_b sum_M CE(M) E_t[t^(|M| - 1) (1 - t)^(n_b - |M|)], the
-    t-integral in closed form. skip_first: position 0 is never masked (bd3lms' ignore_bos)."""
+    t-integral in closed form. skip_first: position 0 is never masked (bd3lms' ignore_bos). ``lead``:
+    the BOS slots at the start of block 0 (default the model's ``bos_offset``, 1 in the bd3lms layout)."""
     n = len(ids)
     x = torch.tensor([ids])
     block = model.block_len(n)
+    lead = model.bos_offset if lead is None else lead
     total = 0.0
-    for start in range(-model.bos_offset, n, block):  # BOS inside block 0 (bd3lms layout) takes a slot
+    for start in range(-lead, n, block):  # BOS inside block 0 (bd3lms layout) takes a slot
         pos = [p for p in range(max(start, 0), min(n, start + block)) if p or not skip_first]
         for m in itertools.product((False, True), repeat=len(pos)):
             k = sum(m)
@@ -412,3 +414,42 @@ def test_ignore_first_with_one_token_blocks_is_the_exact_likelihood_of_the_rest(
     assert torch.allclose(
         sequence_log_likelihood(ar, tokens, lengths, ignore_first=True), ar_tokens[:, 1:].sum(1)
     )
+
+
+@pytest.mark.parametrize(("block_size", "partition_matters"), [(2, True), (4, False)])
+def test_bd3lms_layout_noise_follows_the_block_partition_of_bos_and_tokens(
+    block_size, partition_matters
+) -> None:
+    """BD3-LM in the bd3lms layout (BOS inside block 0, so the blocks are [BOS, x_0 ..], [..] ...): the
+    Monte-Carlo NELBO (shared noise) averages to the NELBO enumerated over its own block partition, not
+    over the partition of x alone (weights perturbed so that the context matters)."""
+    model = _model("bd3lm", 7, 0, sharpen=1.0, block_size=block_size, max_seq_len=31, bd3lms_layout=True)
+    assert model.bos_offset == 1
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=generator) * 0.5)
+    hyps = [[3, 4, 5, 6, 0], [3, 2, 4, 5, 6, 0]]
+    exact = torch.tensor([_exact_nelbo(model, h) for h in hyps], dtype=torch.float64)
+    other_partition = torch.tensor([_exact_nelbo(model, h, lead=0) for h in hyps], dtype=torch.float64)
+    reps = 1000
+    tokens = torch.zeros(len(hyps), 6, dtype=torch.long)
+    for i, h in enumerate(hyps):
+        tokens[i, : len(h)] = torch.tensor(h)
+    lengths = torch.tensor([len(h) for h in hyps])
+    samples = nelbo_samples(
+        model,
+        tokens.repeat(reps, 1),
+        lengths.repeat(reps),
+        4,
+        groups=torch.arange(reps).repeat_interleave(len(hyps)),
+        generator=torch.Generator().manual_seed(0),
+        max_rows=4096,
+    )
+    estimates = samples.mean(1).view(reps, len(hyps))
+    se = estimates.std(0) / reps**0.5
+    assert bool(((estimates.mean(0) - exact).abs() < 4.5 * se).all()), (estimates.mean(0), exact, se)
+    if (
+        partition_matters
+    ):  # here the x-only partition is 5+ standard errors away: the test can tell them apart
+        assert bool(((estimates.mean(0) - other_partition).abs() > 6 * se).all()), (other_partition, se)

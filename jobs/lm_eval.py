@@ -15,13 +15,20 @@ import subprocess
 from typing import Any
 
 from jobs.returnn import PtCheckpoint, ReturnnConfig, _resolve_device, project_root, returnn_python
+from recipe.data.tokenizers import TokenizerFiles, tokenizer_files
 from recipe.lm.config import LmConfig
 from sisyphus import Job, Task, tk
 
 FULL_NOISE_RANGE = (1e-3, 1.0)
+PROTOCOLS = ("project", "bd3lms")
 
 # Arguments added after job ids were pinned: left out of the hash at their default, so ids stay.
-HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {"noise": None, "lattice": False}
+HASH_EXCLUDED_DEFAULTS: dict[str, Any] = {
+    "noise": None,
+    "lattice": False,
+    "tokenizer": None,
+    "protocol": "project",
+}
 
 FORWARD_EPILOG = """
 import sys
@@ -72,7 +79,16 @@ class ComputePerplexityJob(Job):
     and the sequence's tag, so its score does not depend on the other sequences of the dataset).
     Outputs: ``out_perplexity`` = exp(−Σ score / Σ tokens) (EOS counted), ``out_nats_per_token`` (−Σ score / Σ tokens: NLL for AR, NELBO for diffusion LMs),
     ``out_num_tokens``, ``out_num_seqs`` (Variables) and ``out_scores`` (``{tag: score}`` python literal).
+
+    ``protocol="bd3lms"``: bd3lms' ``val/nll`` (``main.py mode=ppl_eval``) on its wrapped chunks
+    (``TokenizeTextJob(wrap_length=model_length)``): position 0 of every chunk is context, never masked
+    and not counted (``ignore_bos``; a chunk that starts with the model's BOS, the EOS id, is scored
+    after the model's own BOS, see ``recipe.returnn_glue.forward``), t ~ U[1e-3, 1] (the full range),
+    one t per block, EOS counted; the number is then an unbiased estimate of the same NELBO per token.
+    "project" (default): every token of the dataset counts.
     """
+
+    __sis_hash_exclude__ = {"protocol": "project"}
 
     def __init__(
         self,
@@ -89,15 +105,25 @@ class ComputePerplexityJob(Job):
         cpu_rqmt: int = 1,
         mem_rqmt: float = 4,
         time_rqmt: float = 1,
+        protocol: str = "project",
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"ComputePerplexityJob: protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        if protocol == "bd3lms" and tuple(noise_range) != FULL_NOISE_RANGE:
+            raise ValueError(
+                f"ComputePerplexityJob: protocol 'bd3lms' evaluates on t ~ U{list(FULL_NOISE_RANGE)}, got"
+                f" noise_range={noise_range}"
+            )
         self.checkpoint = checkpoint
         self.lm_config = lm_config
         self.dataset = dataset
+        self.protocol = protocol
         self.scoring = {
             "num_samples": num_samples,
             "noise_range": noise_range,
             "stratified": stratified,
             "seed": seed,
+            "ignore_bos": protocol == "bd3lms",
         }
         self.batch_size = batch_size
         self.device = device
@@ -160,8 +186,10 @@ class RescoreNBestJob(Job):
     its tag, so a subset, another order or a resumed run gives the same scores. AR LM: exact
     log-probability. Output ``out_lm_scores``: ``{tag: [(lm_score, text), ...]}``
     in the input order (gzipped); ``out_report``: what was found in the input (characters the
-    SentencePiece model cannot encode, empty hypotheses). Finished utterances are checkpointed in the
-    work directory, so a rerun after a crash scores only the rest.
+    tokenizer cannot encode, empty hypotheses). Finished utterances are checkpointed in the
+    work directory, so a rerun after a crash scores only the rest. The hypotheses are tokenised with
+    ``spm_model`` or ``tokenizer`` (``TokenizerFiles``, e.g. the GPT-2 BPE of an imported model),
+    exactly one of them.
     """
 
     def __init__(
@@ -169,7 +197,7 @@ class RescoreNBestJob(Job):
         hypothesis_file: tk.Path,
         checkpoint: PtCheckpoint,
         lm_config: LmConfig,
-        spm_model: tk.Path,
+        spm_model: tk.Path | None = None,
         *,
         sampling_number: int = 10,
         shared_noise: bool = True,
@@ -183,11 +211,12 @@ class RescoreNBestJob(Job):
         cpu_rqmt: int = 1,
         mem_rqmt: float = 4,
         time_rqmt: float = 1,
+        tokenizer: TokenizerFiles | None = None,
     ) -> None:
         self.hypothesis_file = hypothesis_file
         self.checkpoint = checkpoint
         self.lm_config = lm_config
-        self.spm_model = spm_model
+        self.tokenizer = tokenizer_files(spm_model, tokenizer, type(self).__name__)
         self.scoring = {
             "num_samples": sampling_number,
             "shared_noise": shared_noise,
@@ -231,15 +260,19 @@ class RescoreNBestJob(Job):
             read_nbest,
             write_search_output,
         )
-        from recipe.data.sentencepiece_model import check_lm_vocabulary, load_sentencepiece
+        from recipe.data.tokenizers import check_lm_tokenizer, load_tokenizer, write_id_vocabulary
 
-        check_lm_vocabulary(self.spm_model.get_path(), self.lm_config.vocab_size, self.lm_config.eos_id)
+        tokenizer = load_tokenizer(self.tokenizer)
+        check_lm_tokenizer(tokenizer, self.lm_config.vocab_size, self.lm_config.eos_id)
         nbest = read_nbest(self.hypothesis_file)  # errors name file and line
         report = [
             f"{self.hypothesis_file}: {len(nbest)} utterances, {sum(map(len, nbest.values()))} hypotheses"
         ]
         unknown = describe_unknown_characters(
-            unknown_characters(nbest, load_sentencepiece(self.spm_model)), str(self.hypothesis_file)
+            unknown_characters(nbest, tokenizer),
+            str(self.hypothesis_file),
+            tokenizer.vocabulary,
+            tokenizer.unknown_effect,
         )
         if unknown:
             report.append(unknown)
@@ -263,13 +296,28 @@ class RescoreNBestJob(Job):
             report.append(f"{resumed} utterances already scored by an earlier run (resumed)")
         if remaining:
             write_search_output("remaining.py.gz", remaining)
-            vocab = {"class": "SentencePieces", "model_file": self.spm_model, "add_eos": True}
+            if self.tokenizer.kind == "sentencepiece":
+                data_file = "remaining.py.gz"
+                vocab = {"class": "SentencePieces", "model_file": self.tokenizer.files[0], "add_eos": True}
+            else:  # RETURNN reads the ids written by our tokenizer (its own HF vocab needs transformers)
+                data_file = "remaining_ids.py.gz"
+                ids = {
+                    tag: [(s, " ".join(map(str, [*tokenizer.encode(t), tokenizer.eos_id]))) for s, t in hyps]
+                    for tag, hyps in remaining.items()
+                }
+                write_search_output(data_file, ids)
+                write_id_vocabulary("token_ids.vocab", tokenizer.vocab_size)
+                vocab = {
+                    "class": "Vocabulary",
+                    "vocab_file": os.path.abspath("token_ids.vocab"),
+                    "unknown_label": None,
+                }
             run_returnn_forward(
                 {
                     "lm_config": self.lm_config,
                     "forward_data": {
                         "class": "TextDictDataset",
-                        "filename": os.path.abspath("remaining.py.gz"),
+                        "filename": os.path.abspath(data_file),
                         "vocab": vocab,
                     },
                     "extern_data": {

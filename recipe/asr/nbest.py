@@ -15,9 +15,8 @@ lowercase, punctuation removed except apostrophes inside words).
 import math
 from collections.abc import Mapping, Sequence
 
-import sentencepiece as spm
-
 from recipe.asr.wer import word_errors
+from recipe.data.tokenizers import Tokenizer
 
 NBestList = list[tuple[float, str]]
 
@@ -94,31 +93,36 @@ def oracle_texts(
 
 
 def unknown_characters(
-    nbest: Mapping[str, Sequence[tuple[float, str]]], sp: spm.SentencePieceProcessor
+    nbest: Mapping[str, Sequence[tuple[float, str]]], tokenizer: Tokenizer
 ) -> dict[str, list[str]]:
-    """Characters of the hypotheses that the SentencePiece model can only encode as ``<unk>``.
+    """Parts of the hypotheses that the tokenizer can only encode as its unknown token
+    (``Tokenizer.unknown_pieces``: characters for SentencePiece, e.g. words for WordPiece).
 
-    Returns ``{char: [tags using it]}`` (in first-use order); whitespace is never reported.
+    Returns ``{piece: [tags using it]}`` (in first-use order); whitespace is never reported.
     """
     users: dict[str, list[str]] = {}
     for tag, hyps in nbest.items():
         for _, text in hyps:
-            for char in dict.fromkeys(text):
-                if not char.isspace() and (not users.get(char) or users[char][-1] != tag):
-                    users.setdefault(char, []).append(tag)
-    unk_id = sp.unk_id()
-    return {char: tags for char, tags in users.items() if unk_id in sp.encode(char)}
+            for piece in tokenizer.unknown_pieces(text):
+                if not users.get(piece) or users[piece][-1] != tag:
+                    users.setdefault(piece, []).append(tag)
+    return users
 
 
-def describe_unknown_characters(unknown: Mapping[str, Sequence[str]], source: str) -> str:
+def describe_unknown_characters(
+    unknown: Mapping[str, Sequence[str]],
+    source: str,
+    vocabulary: str = "SentencePiece",
+    effect: str = "will be scored as <unk>",
+) -> str:
     """A one-paragraph message about :func:`unknown_characters` output (empty string if there are none)."""
     if not unknown:
         return ""
     parts = [
-        f"{char!r} (U+{ord(char):04X}) in {len(tags)} utterances, e.g. {tags[0]}"
-        for char, tags in unknown.items()
+        f"{piece!r}{f' (U+{ord(piece):04X})' if len(piece) == 1 else ''} in {len(tags)} utterances, e.g. {tags[0]}"
+        for piece, tags in unknown.items()
     ]
     return (
-        f"{source}: {len(unknown)} characters are outside the SentencePiece vocabulary and will be scored as"
-        f" <unk>: " + "; ".join(parts)
+        f"{source}: {len(unknown)} characters are outside the {vocabulary} vocabulary and {effect}: "
+        + "; ".join(parts)
     )

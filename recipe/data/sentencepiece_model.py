@@ -116,16 +116,6 @@ def load_sentencepiece(model_file: str | os.PathLike, *, add_eos: bool = False) 
     return spm.SentencePieceProcessor(model_file=os.fspath(model_file), add_eos=add_eos)
 
 
-def check_lm_vocabulary(model_file: str | os.PathLike, vocab_size: int, eos_id: int) -> None:
-    """Raise ValueError naming the model file unless an LM with ``vocab_size`` and ``eos_id`` fits it."""
-    sp = load_sentencepiece(model_file)
-    if (sp.vocab_size(), sp.eos_id()) != (vocab_size, eos_id):
-        raise ValueError(
-            f"SentencePiece model {os.fspath(model_file)} has vocab_size={sp.vocab_size()}, eos_id={sp.eos_id()}; "
-            f"the LM config has vocab_size={vocab_size}, eos_id={eos_id}"
-        )
-
-
 def apply_sentencepiece(
     text_file: str | os.PathLike,
     model_file: str | os.PathLike,

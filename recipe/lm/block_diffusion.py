@@ -255,6 +255,20 @@ def noise_range_candidates(widths: Sequence[float], delta: float, eps: float) ->
     return cands
 
 
+VAR_STATISTICS = ("sequence", "block")
+
+
+def block_mean_losses(terms: Tensor, lengths: Tensor, block: int) -> Tensor:
+    """The mean loss term of every (sequence, block) holding real tokens (1-D, row-major): terms [B, T]
+    are per-position NELBO terms (0 at unmasked and padding positions)."""
+    batch, seq_len = terms.shape
+    n_blocks = -(-seq_len // block)
+    pad = n_blocks * block - seq_len
+    sums = F.pad(terms, (0, pad)).view(batch, n_blocks, block).sum(-1)
+    counts = F.pad(valid_mask(lengths, seq_len).float(), (0, pad)).view(batch, n_blocks, block).sum(-1)
+    return (sums / counts.clamp(min=1))[counts > 0]
+
+
 @torch.no_grad()
 def search_noise_range(
     model: MDLM,
@@ -262,15 +276,21 @@ def search_noise_range(
     widths: Sequence[float],
     delta: float,
     generator: torch.Generator | None = None,
+    statistic: str = "sequence",
 ) -> tuple[NoiseRange, dict[NoiseRange, float]]:
     """Data-driven clipped schedule: for every candidate (beta, omega) draw the training noise
-    (t ~ U[beta, omega], masks as in training) on each batch, and compute the variance over all
-    sequences of the per-sequence loss NELBO(x) / |x| (the uniform bound, also for models trained with
-    per-token rates).  Returns (best pair, {pair: variance}); the best
-    pair is meant for ``LmConfig.noise_range`` of the next training.  Runs the model in eval mode."""
+    (t ~ U[beta, omega], masks as in training) on each batch and compute, with ``statistic``,
+    "sequence": the variance over all sequences of the per-sequence loss NELBO(x) / |x|;
+    "block" (bd3lms' ``var_min``): per batch, the variance over its (sequence, block) pairs of the
+    block's mean loss (1/n_b) sum_{l in block b} (1/t_b) CE_l (n_b real tokens), summed over batches.
+    Both evaluate the uniform bound, also for models trained with per-token rates.
+    Returns (best pair, {pair: statistic}); the best pair is meant for ``LmConfig.noise_range`` of the
+    next training.  Runs the model in eval mode."""
     data = list(batches)
     if not data:
         raise ValueError("search_noise_range: no validation batches given")
+    if statistic not in VAR_STATISTICS:
+        raise ValueError(f"search_noise_range: statistic must be one of {VAR_STATISTICS}, got {statistic!r}")
     was_training = model.training
     model.eval()
     table: dict[NoiseRange, float] = {}
@@ -281,8 +301,15 @@ def search_noise_range(
                 x0 = clean_padding(tokens, lengths, 0)
                 t = model.draw_t(x0.shape[0], model.num_blocks(x0.shape[1]), generator, x0.device, low, high)
                 mask = model.draw_mask(t, lengths, x0.shape[1], generator, (low, high))
-                per_seq.append(model.nelbo_terms(x0, lengths, t, mask).sum(1) / lengths)
-            table[(low, high)] = float(torch.cat(per_seq).var())
+                terms = model.nelbo_terms(x0, lengths, t, mask)
+                if statistic == "sequence":
+                    per_seq.append(terms.sum(1) / lengths)
+                else:
+                    per_seq.append(
+                        block_mean_losses(terms, lengths, model.block_len(x0.shape[1])).var()[None]
+                    )
+            values = torch.cat(per_seq)
+            table[(low, high)] = float(values.var() if statistic == "sequence" else values.sum())
     finally:
         model.train(was_training)
     return min(table, key=table.__getitem__), table

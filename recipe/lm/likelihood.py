@@ -131,9 +131,11 @@ def _group_noise(
     stratified: bool,
     noise: str,
     lattice: bool,
+    ignore_first: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(t [m, K, n_blocks(W)], mask [m, K, W]) for the m sequences of one group, drawn at the group's
-    own width W = max length (so they do not depend on the rest of the batch or its padding)."""
+    own width W = max length (so they do not depend on the rest of the batch or its padding).
+    ignore_first: position 0 is never masked (block 0's mask is drawn on its other positions)."""
     m = x0.shape[0]
     width = int(lengths.max())
     block = model.block_len(width)
@@ -144,11 +146,19 @@ def _group_noise(
     pad = n_blocks * block - width
     counts = torch.nn.functional.pad(valid_mask(lengths, width).long(), (0, pad))
     counts = counts.view(m, n_blocks, block).sum(-1)
+    if ignore_first and noise != "shared":
+        raise ValueError(f"nelbo_samples: ignore_first needs noise 'shared' or 'independent', not {noise!r}")
     if noise == "shared":
         v = _draws((num_samples, n_blocks), generator, device, stratified)
         u = _draws((num_samples, width), generator, device, stratified)
         rows_counts = counts.repeat_interleave(num_samples, dim=0)
+        if ignore_first:  # the law of block 0's mask is exchangeable: draw it on L' - 1 slots, shift by one
+            rows_counts[:, 0] = (rows_counts[:, 0] - 1).clamp(min=0)
         mask = conditioned_block_mask(u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block)
+        if ignore_first:
+            first = mask[:, : min(block, width) - 1].clone()
+            mask[:, 0] = False
+            mask[:, 1 : min(block, width)] = first
         return t.expand(m, -1, -1), mask.view(m, num_samples, width)
     # aligned: the first sequence of the group is the pivot; every other sequence's tokens take the
     # pivot's uniforms where they align to it and fresh ones elsewhere; each block takes the pivot t of
@@ -189,6 +199,7 @@ def nelbo_samples(
     noise: str = "shared",
     lattice: bool = False,
     cache: bool = True,
+    ignore_first: bool = False,
 ) -> torch.Tensor:
     """K = num_samples unbiased NELBO estimates per sequence (float64 [B, K], nats, >= 0).
 
@@ -201,6 +212,8 @@ def nelbo_samples(
     of a Latin hypercube (with ``stratified``).  cache: BD3-LM computes the clean half's keys/values
     once per sequence (``BD3LM.clean_kv``); False runs the full x_t ⊕ x_0 pass per sample (same scores
     to float tolerance).  max_rows bounds the model batch (sequences x samples) per forward pass.
+    ignore_first (bd3lms' ``ignore_bos``): position 0 (a BOS token of the data) is never masked, so it
+    adds no term; block 0 has one maskable token less.
     """
     if not isinstance(model, MDLM):
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
@@ -237,7 +250,16 @@ def nelbo_samples(
         members = (group_index == g).nonzero()[:, 0]
         gen = generator if generator is None or isinstance(generator, torch.Generator) else generator[g]
         t, mask = _group_noise(
-            model, x0[members], lengths[members], num_samples, noise_range, gen, stratified, noise, lattice
+            model,
+            x0[members],
+            lengths[members],
+            num_samples,
+            noise_range,
+            gen,
+            stratified,
+            noise,
+            lattice,
+            ignore_first,
         )
         rows_t[members, :, : t.shape[2]] = t.float()
         rows_mask[members, :, : mask.shape[2]] = mask
@@ -248,12 +270,17 @@ def nelbo_samples(
     pad = n_blocks * block - seq_len
     counts = torch.nn.functional.pad(valid_mask(rows_len, seq_len).long(), (0, pad))
     counts = counts.view(-1, n_blocks, block).sum(-1)
+    maskable = counts.clone()  # tokens that can be masked, the n_b of the weight
+    if ignore_first:
+        maskable[:, 0] = (maskable[:, 0] - 1).clamp(min=0)
 
     was_training = model.training
     model.eval()
     try:
         if cache and isinstance(model, BD3LM):
-            out = _bd3_block_estimates(model, x0, lengths, rows_mask, rows_t, counts, num_samples, max_rows)
+            out = _bd3_block_estimates(
+                model, x0, lengths, rows_mask, rows_t, counts, maskable, num_samples, max_rows
+            )
         else:
             out = torch.empty(batch * num_samples, dtype=torch.float64, device=device)
             for start in range(0, batch * num_samples, max_rows):
@@ -263,7 +290,7 @@ def nelbo_samples(
                 sigma = model.schedule.sigma_from_move_chance(t_pos) if model.time_conditioning else None
                 nll = model.masked_nll(rows_x0[sl], rows_len[sl], xt, sigma).double()
                 t_b = rows_t[sl].double()
-                weight = (1.0 - (1.0 - t_b) ** counts[sl].double()) / t_b
+                weight = (1.0 - (1.0 - t_b) ** maskable[sl].double()) / t_b
                 out[sl] = (model.expand_t(weight, seq_len) * nll).sum(dim=1)
     finally:
         model.train(was_training)
@@ -277,11 +304,13 @@ def _bd3_block_estimates(
     rows_mask: torch.Tensor,
     rows_t: torch.Tensor,
     counts: torch.Tensor,
+    maskable: torch.Tensor,
     num_samples: int,
     max_rows: int,
 ) -> torch.Tensor:
     """BD3-LM estimates per row (sequence x sample) from the clean half computed once per sequence
-    (``BD3LM.clean_kv``) and one unit per (row, block with real tokens) (``BD3LM.block_nll_cached``).
+    (``BD3LM.clean_kv``) and one unit per (row, block with real tokens) (``BD3LM.block_nll_cached``);
+    counts [rows, n_blocks]: real tokens per block, maskable: those that can be masked (the weight's n_b).
 
     Block b's term depends only on the tokens of blocks <= b, the block's mask and its t, so units
     that agree on those (hypotheses of one utterance with a common prefix under shared noise) are
@@ -334,7 +363,7 @@ def _bd3_block_estimates(
         n_b = counts[r, b]
         sigma = model.schedule.sigma_from_move_chance(rows_t[r, b]) if model.time_conditioning else None
         ce = model.block_nll_cached(xt[r[:, None], cols], x0p[seq[:, None], cols], b, n_b, sigma, kv)
-        values[idx] = (1.0 - (1.0 - t_b) ** n_b.double()) / t_b * ce
+        values[idx] = (1.0 - (1.0 - t_b) ** maskable[r, b].double()) / t_b * ce
     out = torch.zeros(rows, dtype=torch.float64, device=device)
     return out.index_add_(0, unit_of[:, 0], values[inverse])
 
@@ -355,9 +384,11 @@ def sequence_log_likelihood(
     noise: str | None = None,
     lattice: bool = False,
     cache: bool = True,
+    ignore_first: bool = False,
 ) -> torch.Tensor:
     """Score per sequence, float64 [B], higher is better: exact log p(x) for the AR LM, else the mean
-    of ``nelbo_samples`` negated (-NELBO <= log p(x)).  All ``lengths`` positions (EOS included) count.
+    of ``nelbo_samples`` negated (-NELBO <= log p(x)).  All ``lengths`` positions (EOS included) count,
+    except position 0 with ``ignore_first`` (bd3lms' ``ignore_bos``; AR: log p(x_1.. | x_0)).
 
     noise: "independent" (every sequence its own noise), "shared" or "aligned" (hypotheses with equal
     ``groups`` id share noise; groups None: the whole batch is one group); None = "shared" if
@@ -367,6 +398,8 @@ def sequence_log_likelihood(
         was_training = model.training
         model.eval()
         try:
+            if ignore_first:
+                return model.token_log_probs(tokens, lengths)[:, 1:].sum(dim=1).double()
             return model.sequence_log_prob(tokens, lengths).double()
         finally:
             model.train(was_training)
@@ -391,5 +424,6 @@ def sequence_log_likelihood(
         noise="shared" if noise == "independent" else noise,
         lattice=lattice,
         cache=cache,
+        ignore_first=ignore_first,
     )
     return -samples.mean(dim=1)

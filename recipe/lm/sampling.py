@@ -9,7 +9,8 @@ starting from all [MASK] at t = 1, either
     (alpha_s - alpha_t) / (1 - alpha_t) = (t - s) / t, its value drawn from x_theta(x_t); the last step
     (s = 0) unmasks all that remain.  Without time conditioning the denoiser output is reused while
     no token changed (ddpm_cache).
-Tokens are drawn from the nucleus (top-p) of x_theta.  Earlier blocks are clean, so their keys and
+Tokens are drawn from the nucleus (top-p) of x_theta (``nucleus_rule``: "project" keeps the token whose
+cumulative mass crosses p, "bd3lms" drops it, see ``nucleus_filter``).  Earlier blocks are clean, so their keys and
 values never change: with ``use_kv_cache`` they are computed once per block (a forward of the clean
 block over the cache) instead of re-running the whole prefix under the block-causal mask.  A sequence
 stops after its first EOS (``stop_at_eos``) or at ``max_len`` tokens, whichever comes first; lengths
@@ -41,14 +42,26 @@ class Samples:
     num_forward: int
 
 
-def nucleus_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Keep the smallest set of most probable tokens whose mass reaches top_p; renormalise (last dim)."""
+NUCLEUS_RULES = ("project", "bd3lms")
+
+
+def nucleus_filter(probs: torch.Tensor, top_p: float, rule: str = "project") -> torch.Tensor:
+    """Nucleus of each row (last dim), renormalised. With p_(1) >= p_(2) >= ... sorted and
+    C_k = p_(1) + ... + p_(k): "project" keeps token k iff C_k - p_(k) < top_p (the smallest set whose
+    mass reaches top_p, so the token crossing top_p stays); "bd3lms" keeps k iff C_k <= top_p or k = 1
+    (bd3lms' ``_nucleus_sample``: the crossing token is dropped, the most probable always kept)."""
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"nucleus_p must be in (0, 1], got {top_p}")
+    if rule not in NUCLEUS_RULES:
+        raise ValueError(f"nucleus_rule must be one of {NUCLEUS_RULES}, got {rule!r}")
     if top_p == 1.0:
         return probs
     sorted_p, order = probs.sort(dim=-1, descending=True)
-    keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < top_p
+    if rule == "bd3lms":
+        keep_sorted = sorted_p.cumsum(-1) <= top_p
+        keep_sorted[..., 0] = True
+    else:
+        keep_sorted = (sorted_p.cumsum(-1) - sorted_p) < top_p
     keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
     kept = probs * keep
     return kept / kept.sum(-1, keepdim=True)
@@ -83,6 +96,7 @@ def _block_probs(
     sigma: torch.Tensor | None,
     cache: KVCache | None,
     top_p: float,
+    nucleus_rule: str = "project",
 ) -> torch.Tensor:
     """x_theta for the current block, float64 [N, L', V], given the clean ``prefix`` [N, P] (after BOS)
     either through its ``cache`` (BOS + prefix) or by recomputing [BOS ; prefix ; block]."""
@@ -103,7 +117,7 @@ def _block_probs(
             )
         h = net.hidden(full, attn_mask=attn, sigma=sigma_full)[0][:, start:]
     probs = torch.softmax(net.logits(h).double(), dim=-1)
-    return nucleus_filter(probs, top_p)
+    return nucleus_filter(probs, top_p, nucleus_rule)
 
 
 @torch.no_grad()
@@ -118,6 +132,7 @@ def sample_bd3lm(
     stop_at_eos: bool = True,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    nucleus_rule: str = "project",
 ) -> Samples:
     """Semi-autoregressive BD3-LM generation (see the module docstring); num_steps: DDPM steps per block
     (default L'; unused with first_hitting)."""
@@ -145,7 +160,7 @@ def sample_bd3lm(
             for step in range(size):
                 t = t * uniform((n,), generator, device).double() ** (1.0 / (size - step))
                 sigma = model.schedule.sigma(t.float()) if model.time_conditioning else None
-                probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p)
+                probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p, nucleus_rule)
                 calls += 1
                 scores = torch.where(block == model.mask_id, uniform((n, size), generator, device), -1.0)
                 pos = scores.argmax(dim=1)
@@ -158,7 +173,7 @@ def sample_bd3lm(
                 if probs is None or model.time_conditioning:
                     tt = torch.full((n,), t, device=device)
                     sigma = model.schedule.sigma(tt) if model.time_conditioning else None
-                    probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p)
+                    probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p, nucleus_rule)
                     calls += 1
                 unmask = (block == model.mask_id) & (uniform((n, size), generator, device) < (t - s) / t)
                 draws = categorical(probs, generator)
@@ -200,6 +215,7 @@ def sample_mdlm(
     stop_at_eos: bool = True,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    nucleus_rule: str = "project",
 ) -> Samples:
     """MDLM ddpm_cache sampling of ``length`` tokens in ``num_steps`` steps; cut after the first EOS."""
     if isinstance(model, BD3LM) or not isinstance(model, MDLM):
@@ -220,7 +236,7 @@ def sample_mdlm(
             if model.time_conditioning:
                 sigma = model.schedule.sigma(torch.full((num_samples, length), t, device=device))
             logp = model.denoiser_log_probs(x, lengths, x, sigma)[..., : model.vocab_size]
-            probs = nucleus_filter(logp.double().exp(), nucleus_p)
+            probs = nucleus_filter(logp.double().exp(), nucleus_p, nucleus_rule)
             calls += 1
         unmask = (x == model.mask_id) & (uniform(x.shape, generator, device) < (t - s) / t)
         draws = categorical(probs, generator)
@@ -239,6 +255,7 @@ def sample_ar(
     nucleus_p: float = 1.0,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    nucleus_rule: str = "project",
 ) -> Samples:
     """Ancestral AR sampling with a KV cache, from EOS (as BOS) until EOS or ``max_len`` tokens."""
     if not isinstance(model, ARLM):
@@ -252,7 +269,7 @@ def sample_ar(
     done = torch.zeros(num_samples, dtype=torch.bool, device=device)
     for _ in range(max_len):
         h, cache = net.hidden(token, past_kv=cache)
-        probs = nucleus_filter(torch.softmax(net.logits(h[:, -1]).double(), dim=-1), nucleus_p)
+        probs = nucleus_filter(torch.softmax(net.logits(h[:, -1]).double(), dim=-1), nucleus_p, nucleus_rule)
         token = categorical(probs, generator)[:, None]
         out = torch.cat((out, token), dim=1)
         done |= token[:, 0] == model.eos_id

@@ -1,19 +1,17 @@
-"""Texts to LM batches: SentencePiece ids + EOS, grouped by length into padded (tokens, lengths) batches."""
+"""Texts to LM batches: token ids + EOS, grouped by length into padded (tokens, lengths) batches."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 
 import torch
 
+from recipe.data.tokenizers import Tokenizer
 
-def encode_texts(spm_model: str | os.PathLike, texts: Sequence[str]) -> list[list[int]]:
-    """SentencePiece ids of each text followed by EOS (the LM data contract)."""
-    from recipe.data.sentencepiece_model import load_sentencepiece
 
-    sp = load_sentencepiece(spm_model, add_eos=True)
-    return [sp.encode(text) for text in texts]
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """The tokenizer's ids of each text followed by EOS (the LM data contract)."""
+    return [[*tokenizer.encode(text), tokenizer.eos_id] for text in texts]
 
 
 def pad_batch(seqs: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,18 @@ def spm_vocab(spm_model: PathLike, *, add_eos: bool = True) -> dict[str, Any]:
     return {"class": "SentencePieces", "model_file": _path(spm_model), "add_eos": add_eos}
 
 
+def token_id_dataset(id_text_dict: PathLike, id_vocab: PathLike) -> dict[str, Any]:
+    """``TextDictDataset`` over a text dict ``{tag: "id id ... EOS"}`` of token ids (written by
+    ``TokenizeTextJob`` for tokenizers other than SentencePiece), read with the id vocabulary of
+    ``recipe.data.tokenizers.write_id_vocabulary``; sequence tags are the dict's tags."""
+    return {
+        "class": "TextDictDataset",
+        "filename": _path(id_text_dict),
+        "item_format": "single",
+        "vocab": {"class": "Vocabulary", "vocab_file": _path(id_vocab), "unknown_label": None},
+    }
+
+
 def lm_train_dataset(
     text_file: PathLike, spm_model: PathLike, *, partition_epoch: int = 1, seq_ordering: str = "laplace:.1000"
 ) -> dict[str, Any]:

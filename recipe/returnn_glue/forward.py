@@ -1,7 +1,8 @@
 """RETURNN forward pass that scores sequences with an LM (perplexity and n-best rescoring).
 
 The RETURNN config defines ``lm_config`` (``LmConfig.as_dict()``) and ``scoring`` =
-``{"num_samples", "noise_range", "shared_noise", "noise", "lattice", "stratified", "seed", "output"}``, loads the checkpoint
+``{"num_samples", "noise_range", "shared_noise", "noise", "lattice", "stratified", "seed", "ignore_bos",
+"output"}``, loads the checkpoint
 with RETURNN's ``load`` (through the model's ``load_state_dict``, as every load in this project), and
 imports ``get_model`` (``recipe.returnn_glue.train_step``), ``forward_step`` and ``forward_callback`` from
 here. Two data layouts:
@@ -14,7 +15,8 @@ here. Two data layouts:
   utterance's scores to the ``recipe.asr.search_output.NBestScoreCheckpoint`` at ``scoring["output"]``.
 
 Scores are ``recipe.lm.likelihood.sequence_log_likelihood``: exact log p for the AR LM, Monte-Carlo
-−NELBO for diffusion LMs (nats, EOS included). Lines are flushed one by one, so a run that dies keeps
+−NELBO for diffusion LMs (nats, EOS included; with ``ignore_bos`` position 0 is neither scored nor
+counted in ``num_tokens``, as in bd3lms' evaluation, see ``_score_without_bos``). Lines are flushed one by one, so a run that dies keeps
 every finished utterance.
 
 The Monte-Carlo noise of each sequence (perplexity) or n-best group (rescoring) comes from its own
@@ -78,6 +80,8 @@ def _score(
             generator = [tag_generator(tokens.device, seed, f"{tags[0]}#{i}") for i in range(len(tokens))]
     else:
         noise, generator = "independent", [tag_generator(tokens.device, seed, tag) for tag in tags]
+        if opts.get("ignore_bos", False):
+            return _score_without_bos(model, tokens, lengths, generator, opts)
     return sequence_log_likelihood(
         model,
         tokens,
@@ -89,6 +93,37 @@ def _score(
         stratified=bool(opts.get("stratified", True)),
         generator=generator,
     )
+
+
+def _score_without_bos(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    generators: list[torch.Generator],
+    opts: dict[str, Any],
+) -> torch.Tensor:
+    """bd3lms' ``ignore_bos``: position 0 of every sequence is context, never masked, never scored.
+    A sequence that starts with the model's own BOS (the EOS id, e.g. GPT-2's <|endoftext|> of a
+    wrapped chunk) is scored without it, so every layout sees exactly [BOS, x_1, ...]; any other first
+    token stays as an unmasked, unscored token after the model's BOS (``ignore_first``)."""
+    starts_with_bos = tokens[:, 0] == model.eos_id
+    out = torch.empty(tokens.shape[0], dtype=torch.float64, device=tokens.device)
+    for rows, drop in ((starts_with_bos, True), (~starts_with_bos, False)):
+        if not bool(rows.any()):
+            continue
+        index = rows.nonzero()[:, 0]
+        out[index] = sequence_log_likelihood(
+            model,
+            tokens[index, 1:] if drop else tokens[index],
+            lengths[index] - 1 if drop else lengths[index],
+            num_samples=int(opts.get("num_samples", 10)),
+            noise_range=tuple(opts.get("noise_range", (1e-3, 1.0))),
+            noise="independent",
+            stratified=bool(opts.get("stratified", True)),
+            generator=[generators[i] for i in index.tolist()],
+            ignore_first=not drop,
+        )
+    return out
 
 
 def _tags(extern_data: Any, batch: int) -> list[str]:
@@ -123,8 +158,9 @@ def forward_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     tokens = data.raw_tensor.long()
     lengths = data.dims[1].dyn_size_ext.raw_tensor.to(tokens.device).long()
     scores = _score(model, tokens, lengths, _tags(extern_data, tokens.shape[0]), group=False)
+    num_tokens = lengths - 1 if _scoring().get("ignore_bos", False) else lengths
     ctx.mark_as_output(scores, "score", dims=[data.dims[0]])
-    ctx.mark_as_output(lengths, "num_tokens", dims=[data.dims[0]])
+    ctx.mark_as_output(num_tokens, "num_tokens", dims=[data.dims[0]])
 
 
 def forward_callback():

@@ -13,8 +13,9 @@ from recipe.asr.nbest import (
     unknown_characters,
 )
 from recipe.data.corpus import kjv_corpus
-from recipe.data.sentencepiece_model import load_sentencepiece, train_sentencepiece
+from recipe.data.sentencepiece_model import train_sentencepiece
 from recipe.data.text_dict import write_text_lines
+from recipe.data.tokenizers import SentencePieceTokenizer
 
 
 def test_deduplicate_max_keeps_best_score_and_sorts():
@@ -55,7 +56,9 @@ def test_oracle_selection_and_ties():
 def test_unknown_characters_with_a_real_sentencepiece_model(tmp_path):
     corpus = kjv_corpus(verses="Gen1:1-Gen1:31")
     write_text_lines(tmp_path / "text.txt", corpus.values())
-    sp = load_sentencepiece(train_sentencepiece(tmp_path / "text.txt", str(tmp_path / "spm"), vocab_size=120))
+    sp = SentencePieceTokenizer(
+        train_sentencepiece(tmp_path / "text.txt", str(tmp_path / "spm"), vocab_size=120)
+    )
     nbest = {
         "a": [(-1.0, "and god said"), (-2.0, "and god saïd")],
         "b": [(-1.0, "the earth ＝ 7 ï")],

@@ -9,6 +9,7 @@ from recipe.lm.block_diffusion import (
     BD3LM,
     bd3_attention_mask,
     bd3_training_mask,
+    block_mean_losses,
     noise_range_candidates,
     search_noise_range,
 )
@@ -151,3 +152,38 @@ def test_var_min_search_picks_the_lowest_variance_noise_range(spm_data) -> None:
     assert table[best] == min(table.values())
     assert best != (model.schedule.eps, 1.0)
     assert table[(model.schedule.eps, 1.0)] > 2 * table[best]
+
+
+def test_block_mean_losses_by_hand() -> None:
+    terms = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0, 0.0], [2.0, 0.0, 6.0, 0.0, 0.0, 0.0]])
+    # blocks of 2; sequence 0 has 5 real tokens (last block 1 token), sequence 1 has 3
+    got = block_mean_losses(terms, torch.tensor([5, 3]), 2)
+    assert torch.equal(got, torch.tensor([1.5, 3.5, 5.0, 1.0, 6.0]))
+
+
+def test_var_min_block_statistic_is_the_summed_variance_of_block_means(spm_data) -> None:
+    """bd3lms' var_min statistic, recomputed here from the same noise draws: per batch the (unbiased)
+    variance of the per-block mean losses, summed over the batches."""
+    torch.manual_seed(0)
+    model = build_model(spm_data.lm_config("bd3lm", block_size=4)).eval()
+    batches = [spm_data.batch(list(range(0, 6))), spm_data.batch(list(range(6, 12)))]
+    _, table = search_noise_range(
+        model, batches, [0.5], 0.5, torch.Generator().manual_seed(3), statistic="block"
+    )
+    generator = torch.Generator().manual_seed(3)
+    for low, high in table:
+        total = 0.0
+        for tokens, lengths in batches:
+            x0 = tokens.masked_fill(torch.arange(tokens.shape[1])[None] >= lengths[:, None], 0)
+            t = model.draw_t(x0.shape[0], model.num_blocks(x0.shape[1]), generator, x0.device, low, high)
+            mask = model.draw_mask(t, lengths, x0.shape[1], generator, (low, high))
+            with torch.no_grad():
+                terms = model.nelbo_terms(x0, lengths, t, mask)
+            means = []
+            for i in range(len(lengths)):
+                n = int(lengths[i])
+                means += [float(terms[i, b : min(b + 4, n)].mean()) for b in range(0, n, 4)]
+            total += float(torch.tensor(means).var())
+        assert table[(low, high)] == pytest.approx(total, rel=1e-5)
+    with pytest.raises(ValueError, match="statistic"):
+        search_noise_range(model, batches, [0.5], 0.5, statistic="seq")

@@ -268,16 +268,18 @@ def test_aligned_masks_agree_on_aligned_tokens() -> None:
 
 
 @torch.no_grad()
-def _exact_nelbo(model, ids: list[int], beta: float = 1e-3, omega: float = 1.0) -> float:
+def _exact_nelbo(
+    model, ids: list[int], beta: float = 1e-3, omega: float = 1.0, skip_first: bool = False
+) -> float:
     """NELBO of one sequence (no time conditioning) by enumerating, per block, all non-empty masks M of
     its n_b tokens (earlier blocks clean): sum_b sum_M CE(M) E_t[t^(|M| - 1) (1 - t)^(n_b - |M|)], the
-    t-integral in closed form."""
+    t-integral in closed form. skip_first: position 0 is never masked (bd3lms' ignore_bos)."""
     n = len(ids)
     x = torch.tensor([ids])
     block = model.block_len(n)
     total = 0.0
     for start in range(0, n, block):
-        pos = list(range(start, min(n, start + block)))
+        pos = [p for p in range(start, min(n, start + block)) if p or not skip_first]
         for m in itertools.product((False, True), repeat=len(pos)):
             k = sum(m)
             if not k:
@@ -340,3 +342,49 @@ def test_every_noise_option_is_unbiased_against_exact_enumeration(kind, noise, l
     se = estimates.std(0) / reps**0.5
     assert bool(((estimates.mean(0) - exact).abs() < 4.5 * se).all()), (estimates.mean(0), exact, se)
     assert bool((se < 0.05 * exact).all())
+
+
+@pytest.mark.parametrize(("kind", "block_size"), [("mdlm", None), ("bd3lm", 2), ("bd3lm", 4)])
+def test_ignore_first_is_unbiased_for_the_nelbo_without_position_zero(kind, block_size) -> None:
+    """bd3lms' ignore_bos: position 0 is never masked; the estimate (cached BD3-LM path included)
+    averages to the NELBO enumerated over the masks of positions 1.. only."""
+    extra = {"block_size": block_size} if kind == "bd3lm" else {}
+    model = _model(kind, 7, 0, sharpen=1.0, **extra)
+    ids = [0, 3, 4, 5, 6, 0]
+    exact = _exact_nelbo(model, ids, skip_first=True)
+    assert abs(exact - _exact_nelbo(model, ids)) > 0.1
+    reps = 400
+    tokens = torch.tensor([ids]).repeat(reps, 1)
+    lengths = torch.full((reps,), len(ids))
+    samples = nelbo_samples(
+        model,
+        tokens,
+        lengths,
+        4,
+        generator=torch.Generator().manual_seed(0),
+        ignore_first=True,
+        max_rows=4096,
+    )
+    estimates = samples.mean(1)
+    se = float(estimates.std()) / reps**0.5
+    assert abs(float(estimates.mean()) - exact) < 4.5 * se, (float(estimates.mean()), exact, se)
+
+
+def test_ignore_first_with_one_token_blocks_is_the_exact_likelihood_of_the_rest(spm_data) -> None:
+    """L' = 1: block 0 (position 0) adds nothing, every other block is exactly -log p(x_l | x_<l); the AR
+    LM's score drops log p(x_0 | BOS) likewise."""
+    tokens, lengths = spm_data.batch([0, 1, 2])
+    x0 = tokens.masked_fill(tokens < 0, 0)
+    valid = torch.arange(x0.shape[1])[None] < lengths[:, None]
+    model = _model("bd3lm", spm_data.vocab_size, spm_data.eos_id, sharpen=1.0, block_size=1)
+    with torch.no_grad():
+        per_token = -model.masked_nll(x0, lengths, torch.where(valid, model.mask_id, x0), None).double()
+    for cache in (True, False):
+        got = sequence_log_likelihood(model, tokens, lengths, num_samples=2, ignore_first=True, cache=cache)
+        assert torch.allclose(got, per_token[:, 1:].sum(1), rtol=1e-6, atol=1e-4), cache
+    ar = _model("ar", spm_data.vocab_size, spm_data.eos_id, sharpen=1.0)
+    with torch.no_grad():
+        ar_tokens = ar.token_log_probs(tokens, lengths).double()
+    assert torch.allclose(
+        sequence_log_likelihood(ar, tokens, lengths, ignore_first=True), ar_tokens[:, 1:].sum(1)
+    )

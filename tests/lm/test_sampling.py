@@ -46,6 +46,23 @@ def test_nucleus_filter_by_hand() -> None:
         nucleus_filter(probs, 0.0)
 
 
+def test_bd3lms_nucleus_rule_drops_the_token_crossing_p() -> None:
+    """Sorted 0.5, 0.3, 0.15, 0.05 (cumulative 0.5, 0.8, 0.95, 1.0): at p = 0.7 the project keeps 0.3
+    (the crossing token), bd3lms keeps only the tokens with cumulative mass <= 0.7; the top token always
+    stays (p = 0.4); at p = 0.95 both keep three (bd3lms: 0.95 <= 0.95)."""
+    probs = torch.tensor([[0.15, 0.5, 0.05, 0.3]], dtype=torch.float64)
+    for p, want in [
+        (0.7, [0.0, 1.0, 0.0, 0.0]),
+        (0.4, [0.0, 1.0, 0.0, 0.0]),
+        (0.81, [0.0, 0.625, 0.0, 0.375]),
+    ]:
+        got = nucleus_filter(probs, p, "bd3lms")
+        assert torch.allclose(got, torch.tensor([want], dtype=torch.float64)), (p, got)
+    assert torch.allclose(nucleus_filter(probs, 0.7, "project"), nucleus_filter(probs, 0.81, "bd3lms"))
+    with pytest.raises(ValueError, match="nucleus_rule"):
+        nucleus_filter(probs, 0.7, "topk")
+
+
 def test_categorical_frequencies() -> None:
     probs = torch.tensor([0.1, 0.0, 0.6, 0.3], dtype=torch.float64).expand(20000, 4)
     draws = categorical(probs, torch.Generator().manual_seed(0))

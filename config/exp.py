@@ -102,6 +102,7 @@ def kjv_data(setup: Setup) -> dict:
         "dev": text_ogg_zip_dev_dataset(ogg["dev"], spm.out_model),
         "test": text_ogg_zip_dev_dataset(ogg["test"], spm.out_model),
         "train_text": train_text.out_text_lines,
+        "train_text_dict": split.out_train_text_dict,
         "dev_text_dict": split.out_dev_text_dict,
         "test_text_dict": split.out_test_text_dict,
         "spm_model": spm.out_model,

@@ -41,6 +41,7 @@ from config import exp  # noqa: E402
 from recipe.asr.score_combination import evaluate_rescoring, tune_scales  # noqa: E402
 from recipe.asr.search_output import read_nbest  # noqa: E402
 from recipe.data.text_dict import read_text_dict  # noqa: E402
+from recipe.data.tokenizers import SentencePieceTokenizer  # noqa: E402
 from recipe.lm.build import build_model, load_model  # noqa: E402
 from recipe.lm.likelihood import nelbo_samples, sequence_log_likelihood  # noqa: E402
 from recipe.lm.text_batches import encode_texts, pad_batch  # noqa: E402
@@ -85,7 +86,10 @@ def load_inputs(root: str, random_weights: bool) -> tuple[dict, dict, str]:
 
 
 def encode(nbest: dict, spm: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    return {tag: pad_batch(encode_texts(spm, [t for _, t in hyps])) for tag, hyps in nbest.items() if hyps}
+    tokenizer = SentencePieceTokenizer(spm)
+    return {
+        tag: pad_batch(encode_texts(tokenizer, [t for _, t in hyps])) for tag, hyps in nbest.items() if hyps
+    }
 
 
 def score(model, batches: dict, k: int, method: str, seed: int, cache: bool = True) -> dict[str, list[float]]:

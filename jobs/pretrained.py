@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 
-from jobs.returnn import PtCheckpoint
+from jobs.returnn import PtCheckpoint, instanciate_paths
 from recipe.lm.config import LmConfig
 from sisyphus import Job, Task, tk
 
@@ -106,11 +106,12 @@ class ExportHfCheckpointJob(Job):
         from recipe.lm.bd3lms_checkpoints import export_huggingface_dir
         from recipe.lm.build import load_model
 
-        model = load_model(self.lm_config, self.checkpoint, use_ema=self.use_ema)
+        lm_config = LmConfig(**instanciate_paths(self.lm_config))  # e.g. a searched noise range
+        model = load_model(lm_config, self.checkpoint, use_ema=self.use_ema)
         state = {k: v for k, v in model.state_dict().items() if k.startswith("backbone.")}
         target = self.out_dir.get_path()
         partial = f"{target}.tmp"
         shutil.rmtree(partial, ignore_errors=True)
-        export_huggingface_dir(self.lm_config, state, partial)
+        export_huggingface_dir(lm_config, state, partial)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(partial, target)

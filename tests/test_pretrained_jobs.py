@@ -1,10 +1,11 @@
 """ImportBd3lmsCheckpointJob / ExportHfCheckpointJob through the real ``sis manager``, with a downstream
-RETURNN job on the imported checkpoint.
+RETURNN job on the imported checkpoints.
 
 The fixture (``../shared/fixtures/bd3lms_reference``) holds real bd3lms Lightning checkpoints of a tiny
 model with a word-level vocabulary (t0..t48, ``<|endoftext|>`` = 49).  The AR model's perplexity from
 ``ComputePerplexityJob`` must be bd3lms' own ``val/ppl`` on the same three sequences (the AR score is
-exact, no Monte-Carlo), the imported BD3-LM checkpoint must give the reference logits, and the exported
+exact, no Monte-Carlo), and so must the MDLM weights scored as a BD3-LM with L' = 1 (every Monte-Carlo
+sample is then the exact NLL, bd3lms' deterministic bd3lm_bs1 case); the imported BD3-LM checkpoint must give the reference logits, and the exported
 Hugging Face directories must import to the same weights.
 """
 
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 CONFIG = """
+import dataclasses
+
 from sisyphus import tk
 
 from jobs.lm_eval import ComputePerplexityJob
@@ -39,14 +42,15 @@ from jobs.pretrained import ExportHfCheckpointJob, ImportBd3lmsCheckpointJob, bd
 
 
 def py():
-    for name in ("bd3lm_bs4", "ar"):
+    imported = {{}}
+    for name in ("bd3lm_bs4", "ar", "mdlm"):
         ckpt = tk.Path("{fixture}/" + name + ".lightning.ckpt")
         lm_config = bd3lms_lm_config(ckpt)
-        imported = ImportBd3lmsCheckpointJob(ckpt, lm_config)
-        tk.register_output(name + "/model.pt", imported.out_checkpoint.path)
-        tk.register_output(name + "/lm_config.json", imported.out_lm_config)
-        hf = ExportHfCheckpointJob(imported.out_checkpoint, lm_config).out_dir
-        tk.register_output(name + "/hf", hf)
+        imported[name] = job = ImportBd3lmsCheckpointJob(ckpt, lm_config)
+        tk.register_output(name + "/model.pt", job.out_checkpoint.path)
+        tk.register_output(name + "/lm_config.json", job.out_lm_config)
+        if name != "mdlm":
+            tk.register_output(name + "/hf", ExportHfCheckpointJob(job.out_checkpoint, lm_config).out_dir)
     dataset = {{
         "class": "LmDataset",
         "corpus_file": "{root}/text.txt",
@@ -55,8 +59,13 @@ def py():
         "unknown_symbol": None,
         "dtype": "int32",
     }}
-    ppl = ComputePerplexityJob(imported.out_checkpoint, lm_config, dataset, device="cpu")
+    ar = imported["ar"]
+    ppl = ComputePerplexityJob(ar.out_checkpoint, ar.lm_config, dataset, device="cpu")
     tk.register_output("ar/perplexity", ppl.out_perplexity)
+    # the MDLM weights as a BD3-LM with L' = 1 (as bd3lms finetunes): the NELBO is the exact NLL
+    bs1 = dataclasses.replace(imported["mdlm"].lm_config, kind="bd3lm", block_size=1)
+    ppl = ComputePerplexityJob(imported["mdlm"].out_checkpoint, bs1, dataset, num_samples=2, device="cpu")
+    tk.register_output("bd3lm_bs1/perplexity", ppl.out_perplexity)
 """
 
 
@@ -80,8 +89,9 @@ def test_import_export_and_perplexity_through_sis_manager(tmp_path: Path) -> Non
     run_manager_to_completion(tmp_path, "config/imp.py", timeout=600)
 
     out = tmp_path / "output"
-    ppl = float(ast.literal_eval((out / "ar" / "perplexity").read_text()))
-    assert abs(ppl - float(outputs["ar"]["val_ppl"])) <= 1e-4 * ppl
+    for case in ("ar", "bd3lm_bs1"):
+        ppl = float(ast.literal_eval((out / case / "perplexity").read_text()))
+        assert abs(ppl - float(outputs[case]["val_ppl"])) <= 1e-4 * ppl, case
     config = LmConfig(**json.loads((out / "bd3lm_bs4" / "lm_config.json").read_text()))
     assert config.bd3lms_layout and (config.kind, config.block_size) == ("bd3lm", 4)
     model = load_model(config, out / "bd3lm_bs4" / "model.pt")
@@ -124,3 +134,28 @@ def test_failed_import_leaves_nothing_finished(fresh_graph: Path) -> None:
     )
     with pytest.raises(ValueError, match="bd3lms_layout"):
         ExportHfCheckpointJob(job.out_checkpoint, default)
+
+
+def test_export_job_resolves_a_searched_noise_range(fresh_graph: Path) -> None:
+    """A BD3-LM whose noise range is a Variable (e.g. SearchNoiseRangeJob's output) exports the searched
+    range as config.json's sampling_eps_min/max and the sampling_eps buffers."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from jobs.pretrained import ExportHfCheckpointJob, ImportBd3lmsCheckpointJob, bd3lms_lm_config
+    from sisyphus import tk
+
+    ckpt = tk.Path(str(FIXTURE / "bd3lm_bs4.lightning.ckpt"))
+    imported = ImportBd3lmsCheckpointJob(ckpt, bd3lms_lm_config(ckpt))
+    tk.run_job(imported)
+    searched = tk.Variable(str(fresh_graph / "noise_range"))
+    searched.set((0.3, 0.8))
+    clipped = dataclasses.replace(imported.lm_config, noise_range=searched)
+    export = ExportHfCheckpointJob(imported.out_checkpoint, clipped)
+    tk.run_job(export)
+    directory = Path(export.out_dir.get_path())
+    config = json.loads((directory / "config.json").read_text())
+    assert (config["sampling_eps_min"], config["sampling_eps_max"]) == (0.3, 0.8)
+    assert float(load_file(directory / "model.safetensors")["sampling_eps_min"]) == pytest.approx(0.3)
+    assert sorted(p.name for p in directory.parent.iterdir()) == ["hf"]  # no .tmp left behind

@@ -31,7 +31,7 @@ from torch import Generator, Tensor
 from recipe.lm.batch import clean_padding, pad_to_multiple, valid_mask
 from recipe.lm.config import LmConfig
 from recipe.lm.dit import KVCache
-from recipe.lm.mdlm import MDLM
+from recipe.lm.mdlm import MDLM, masked_index, state_index
 from recipe.lm.noise_schedule import NoiseRange, uniform
 from recipe.lm.token_schedule import token_move_chance
 
@@ -94,7 +94,13 @@ class BD3LM(MDLM):
         return self.block_size
 
     def _states_bos_in_block0(
-        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+        self,
+        x0: torch.Tensor,
+        lengths: torch.Tensor,
+        xt: torch.Tensor,
+        sigma_pos: torch.Tensor | None,
+        out_index: torch.Tensor | None,
+        out_keep: torch.Tensor | None,
     ) -> torch.Tensor:
         """bd3lms layout: states [B, T, H] of the x_t half of one pass over [s_t ; s_0], s = [BOS ; x]
         padded to P (a multiple of L'), positions 0..P-1 in both halves, under ``bd3_attention_mask(P,
@@ -111,17 +117,25 @@ class BD3LM(MDLM):
         positions = torch.arange(padded_len, device=x0.device).repeat(2)
         sigma = None if sigma_pos is None else sigma_pos[:, 0]
         inputs = torch.cat((st, s0), dim=1)
-        h = self.backbone.hidden(inputs, positions, attn, sigma=sigma, n_out=x0.shape[1] + 1)[0]
-        return h[:, 1:]
+        return self.backbone.hidden(
+            inputs, positions, attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
+        )[0]
 
     def _states(
-        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+        self,
+        x0: torch.Tensor,
+        lengths: torch.Tensor,
+        xt: torch.Tensor,
+        sigma_pos: torch.Tensor | None,
+        out_index: torch.Tensor | None = None,
+        out_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """States [B, T, H] of the x_t part of one pass over [BOS ; x_t ; x_0] under ``bd3_training_mask``
-        (positions 0, 1..L, 1..L).  BOS and the x_0 half get sigma = 0 (clean); padding keys are masked
-        (each query keeps itself)."""
+        (positions 0, 1..L, 1..L); only at the x_t positions ``out_index`` [B, T'] if given (flat [N, H]
+        for the ``out_keep`` entries, as ``MDLM._states``).  BOS and the x_0 half get sigma = 0 (clean);
+        padding keys are masked (each query keeps itself)."""
         if self.bos_offset:
-            return self._states_bos_in_block0(x0, lengths, xt, sigma_pos)
+            return self._states_bos_in_block0(x0, lengths, xt, sigma_pos, out_index, out_keep)
         seq_len = x0.shape[1]
         x0p = pad_to_multiple(x0, self.block_size, 0)
         xtp = pad_to_multiple(xt, self.block_size, 0)
@@ -141,15 +155,16 @@ class BD3LM(MDLM):
         positions = torch.cat((positions.new_zeros(1), positions, positions))
         bos = torch.full_like(x0p[:, :1], self.eos_id)
         inputs = torch.cat((bos, xtp, x0p), dim=1)
-        h = self.backbone.hidden(inputs, positions, attn, sigma=sigma, n_out=seq_len + 1)[0]
-        return h[:, 1:]
+        return self.backbone.hidden(
+            inputs, positions, attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
+        )[0]
 
     def clean_kv(self, x0: torch.Tensor, lengths: torch.Tensor) -> KVCache:
         """Per-layer keys/values [B, heads, 1 + L_p, d] of [BOS ; x_0] (x_0 padded to L_p, a multiple of
         L'), computed as the clean half of the x_t ⊕ x_0 pass sees them: block-causal attention, sigma = 0,
         positions 0, 1..L_p, padding keys masked.  They do not depend on the noise, so scoring computes
         them once per sequence and runs only the x_t positions per Monte-Carlo sample
-        (``masked_nll_cached``)."""
+        (``block_nll_cached``)."""
         x0p = pad_to_multiple(x0, self.block_size, 0)
         padded_len = x0p.shape[1]
         attn = block_causal_mask(padded_len, self.block_size, x0.device)
@@ -162,7 +177,7 @@ class BD3LM(MDLM):
             torch.zeros(x0p.shape[0], padded_len + 1, device=x0.device) if self.time_conditioning else None
         )
         inputs = torch.cat((torch.full_like(x0p[:, :1], self.eos_id), x0p), dim=1)
-        return self.backbone.hidden(inputs, attn_mask=attn, sigma=sigma, n_out=1)[1]
+        return self.backbone.hidden(inputs, attn_mask=attn, sigma=sigma, out_index=inputs.new_zeros(1))[1]
 
     def block_nll_cached(
         self,
@@ -192,9 +207,11 @@ class BD3LM(MDLM):
         attn = torch.cat((clean_keys[:, None, :].expand(-1, size, -1), own_keys), dim=2)[:, None]
         positions = block_index[:, None] * size + 1 + offset
         sigma_pos = None if sigma is None else sigma[:, None].expand(-1, size)
-        h = self.backbone.hidden(xt_block, positions, attn, sigma=sigma_pos, past_kv=clean)[0]
-        lengths = count.clamp(min=0)
-        return self.nll_from_states(h, x0_block, lengths, xt_block).double().sum(dim=1)
+        index, keep = masked_index(xt_block, count.clamp(min=0), self.mask_id)
+        h = self.backbone.hidden(
+            xt_block, positions, attn, sigma=sigma_pos, past_kv=clean, out_index=index, out_keep=keep
+        )[0]
+        return self.nll_at(h, index, keep, x0_block).double().sum(dim=1)
 
     def draw_mask(
         self,

@@ -25,6 +25,8 @@ configs carry it as a plain dict (``as_dict``, read back with ``LmConfig(**d)``)
                     token of block 0 (never masked, never scored: ``ignore_bos``) rather than an extra
                     position, and the AR LM has V + 1 embedding rows.  Blocks then hold
                     [BOS, x_0 .. x_{L'-2}], [x_{L'-1} ..], ..., so L' divides max_seq_len + 1.
+                    Padding stays hidden from attention (bd3lms attends to its pads, but the data it
+                    evaluates on are wrapped chunks without any, where both agree).
     mix_alpha       token-adaptive masking (``recipe.lm.token_schedule``): training masks token i with
                     the per-token rate g_i = (1 - mix_alpha) + mix_alpha * w_i; 0 = the uniform schedule
     depth_mode      where w comes from: None, or "dependency" (parse depths read from the data,

@@ -56,6 +56,18 @@ class TimestepEmbedding(nn.Module):
         return self.mlp(torch.cat((args.cos(), args.sin()), dim=-1))
 
 
+def select_positions(x: torch.Tensor, index: torch.Tensor, dim: int) -> torch.Tensor:
+    """The entries of x (batch first) at positions ``index`` along ``dim``: index [T'] (the same for
+    every row) or [B, T'] (per row; x with batch size 1 is broadcast)."""
+    if index.dim() == 1:
+        return x.index_select(dim, index)
+    shape = list(x.shape)
+    shape[0], shape[dim] = index.shape[0], index.shape[1]
+    view = [1] * x.dim()
+    view[0], view[dim] = index.shape
+    return x.expand(shape[0], *x.shape[1:]).gather(dim, index.view(view).expand(shape))
+
+
 class DiTBlock(nn.Module):
     """One Transformer block (rotary attention + MLP), optionally adaLN-modulated."""
 
@@ -87,11 +99,14 @@ class DiTBlock(nn.Module):
         causal: bool,
         cond: torch.Tensor | None,
         past: tuple[torch.Tensor, torch.Tensor] | None,
-        n_out: int | None = None,
+        out_index: torch.Tensor | None = None,
+        out_keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x [B, T, H] -> (y [B, T', H], (k, v) [B, heads, P + T, d] including the past).
 
-        n_out: compute outputs only for the first T' = n_out positions (all T still give keys/values)."""
+        out_index: compute outputs only at these T' positions, [T'] or [B, T'] (all T still give
+        keys/values: a position's output depends on its own query row alone); out_keep [B, T'] (bool,
+        with a [B, T'] out_index): after the attention only the kept ones, returned flat as y [N, H]."""
         b, t, h = x.shape
         if self.ada is not None:
             mod = self.ada(F.silu(cond))
@@ -106,13 +121,29 @@ class DiTBlock(nn.Module):
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
-        if n_out is not None:
-            t, q, x = n_out, q[:, :, :n_out], x[:, :n_out]
-            attn_mask = None if attn_mask is None else attn_mask[..., :n_out, :]
+        if out_index is not None:
+            t, q, x = (
+                out_index.shape[-1],
+                select_positions(q, out_index, 2),
+                select_positions(x, out_index, 1),
+            )
+            if attn_mask is not None and attn_mask.shape[-2] > 1:
+                attn_mask = attn_mask.view((1,) * (4 - attn_mask.dim()) + attn_mask.shape)
+                attn_mask = select_positions(attn_mask, out_index, 2)
             if self.ada is not None:
-                gate1, shift2, scale2, gate2 = (m[:, :n_out] for m in (gate1, shift2, scale2, gate2))
+                gate1, shift2, scale2, gate2 = (
+                    m if m.shape[1] == 1 else select_positions(m, out_index, 1)
+                    for m in (gate1, shift2, scale2, gate2)
+                )
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
-        a = self.attn_out(a.transpose(1, 2).reshape(b, t, h))
+        a = a.transpose(1, 2).reshape(b, t, h)
+        if out_keep is not None:
+            a, x = a[out_keep], x[out_keep]
+            if self.ada is not None:
+                gate1, shift2, scale2, gate2 = (
+                    m.expand(b, t, h)[out_keep] for m in (gate1, shift2, scale2, gate2)
+                )
+        a = self.attn_out(a)
         a = F.dropout(a, self.dropout, self.training)
         x = x + (gate1 * a if self.ada is not None else a)
         y = self.norm2(x)
@@ -159,23 +190,26 @@ class DiT(nn.Module):
         causal: bool = False,
         sigma: torch.Tensor | None = None,
         past_kv: KVCache | None = None,
-        n_out: int | None = None,
+        out_index: torch.Tensor | None = None,
+        out_keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Final normalised hidden states [B, T, H] and the per-layer (k, v) including ``past_kv``.
 
         tokens [B, T]; positions [T] or [B, T] (default: P..P+T-1 after P cached positions);
         attn_mask: bool, broadcastable to [B, heads, T, P + T]; causal: lower-triangular mask instead
         (only without past_kv); sigma: noise level [B] or [B, T], required iff time conditioning;
-        n_out: only the first n_out positions' states are returned, and the last block computes only
-        those (BD3-LM needs no outputs of its x_0 half).
+        out_index: only the states at these positions ([T'] or [B, T']) are returned, and the last block
+        computes only those (BD3-LM needs no outputs of its x_0 half, the diffusion losses none at
+        unmasked positions); out_keep [B, T'] (bool, with a [B, T'] out_index): only the kept states,
+        flat [N, H] (the last block's projections and MLP run on those N rows alone).
         """
         if (sigma is None) == self.cfg.time_conditioning:
             raise ValueError(
                 "DiT: sigma must be given exactly when time_conditioning is on "
                 f"(time_conditioning={self.cfg.time_conditioning}, sigma given: {sigma is not None})"
             )
-        if causal and (attn_mask is not None or past_kv is not None or n_out is not None):
-            raise ValueError("DiT: causal=True cannot be combined with attn_mask, past_kv or n_out")
+        if causal and (attn_mask is not None or past_kv is not None or out_index is not None):
+            raise ValueError("DiT: causal=True cannot be combined with attn_mask, past_kv or out_index")
         past_len = 0 if past_kv is None else past_kv[0][0].shape[2]
         if positions is None:
             positions = torch.arange(past_len, past_len + tokens.shape[1], device=tokens.device)
@@ -188,15 +222,18 @@ class DiT(nn.Module):
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
             past = None if past_kv is None else past_kv[i]
-            x, kv = block(x, cos, sin, attn_mask, causal, cond, past, n_out if i == last else None)
+            outputs = (out_index, out_keep) if i == last else (None, None)
+            x, kv = block(x, cos, sin, attn_mask, causal, cond, past, *outputs)
             new_kv.append(kv)
         x = self.norm_out(x)
         if self.ada_out is not None:
             mod = self.ada_out(F.silu(cond))
             if mod.dim() == 2:
                 mod = mod[:, None]
-            elif n_out is not None:
-                mod = mod[:, :n_out]
+            elif out_index is not None:
+                mod = select_positions(mod, out_index, 1)
+            if out_keep is not None:
+                mod = mod.expand(*out_keep.shape, mod.shape[-1])[out_keep]
             shift, scale = mod.chunk(2, dim=-1)
             x = x * (1 + scale) + shift
         return x, new_kv

@@ -37,15 +37,33 @@ from recipe.lm.mdlm import MDLM
 from recipe.lm.noise_schedule import NoiseRange, scale_to_range, stratified_uniform, uniform
 
 
+def _block_offsets(n_positions: int, block: int, skip: int, device: torch.device) -> torch.Tensor:
+    """Offset of every position from the first maskable position of its block [n_positions]; the first
+    ``skip`` positions are never masked (BOS inside block 0, bd3lms' ignore_bos) and get negative ones."""
+    positions = torch.arange(n_positions, device=device)
+    return positions - torch.clamp(positions // block * block, min=skip)
+
+
+def block_counts(
+    lengths: torch.Tensor, width: int, block: int, n_blocks: int, shift: int, skip: int
+) -> torch.Tensor:
+    """Maskable tokens per block [B, n_blocks] when token i sits at position i + shift (shift = 1: BOS is
+    the first position of block 0) and positions < skip are never masked."""
+    valid = valid_mask(lengths, width).long()
+    valid = torch.nn.functional.pad(valid, (shift, n_blocks * block - width - shift))
+    valid[:, :skip] = 0
+    return valid.view(-1, n_blocks, block).sum(-1)
+
+
 def conditioned_block_mask(
-    u: torch.Tensor, v: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int
+    u: torch.Tensor, v: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int, skip: int = 0
 ) -> torch.Tensor:
     """Bool [R, T] mask, per block ~ Bernoulli(p_b)^{n_b} conditioned on at least one masked token.
 
     u [R, T] and v [R, n_blocks]: U[0, 1) draws; p [R, n_blocks]: masking probability per block;
-    counts [R, n_blocks]: real tokens per block (the first counts positions of the block, >= 0); block:
-    block size (positions of block b are b*block .. b*block+block-1, the last one may be cut at T).
-    Blocks without real tokens stay unmasked.
+    counts [R, n_blocks]: maskable tokens per block (the first counts positions of the block from its
+    first position >= ``skip``, >= 0); block: block size (positions of block b are b*block ..
+    b*block+block-1, the last one may be cut at T).  Blocks without maskable tokens stay unmasked.
     """
     seq_len = u.shape[1]
     q = (1.0 - p.double()).clamp(min=0.0)
@@ -54,18 +72,21 @@ def conditioned_block_mask(
     ratio = torch.log1p(-v.double() * (1.0 - q**n)) / log_q
     first = torch.ceil(torch.nan_to_num(ratio, nan=0.0)).clamp(min=1.0)
     first = torch.minimum(first, n.clamp(min=1.0)) - 1.0
-    offset = (torch.arange(seq_len, device=u.device) % block).double()
+    offset = _block_offsets(seq_len, block, skip, u.device).double()
     first_pos = first.repeat_interleave(block, dim=1)[:, :seq_len]
     p_pos = p.repeat_interleave(block, dim=1)[:, :seq_len]
-    real = offset < counts.repeat_interleave(block, dim=1)[:, :seq_len]
+    real = (offset >= 0) & (offset < counts.repeat_interleave(block, dim=1)[:, :seq_len])
     return real & ((offset == first_pos) | ((offset > first_pos) & (u < p_pos)))
 
 
 NOISE_METHODS = ("independent", "shared", "aligned")
 
 
-def aligned_block_mask(u: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int) -> torch.Tensor:
-    """Bool [R, T] mask with the law of ``conditioned_block_mask``, from the position uniforms alone.
+def aligned_block_mask(
+    u: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, block: int, skip: int = 0
+) -> torch.Tensor:
+    """Bool [R, T] mask with the law of ``conditioned_block_mask`` (same arguments), from the position
+    uniforms alone.
 
     Per block with n real tokens and uniforms u_l: the minimum m = min_l u_l (at J = argmin) is moved to
     m' = F^-1(F(m) F(p)), F(x) = 1 - (1 - x)^n (the law of the minimum conditioned on m' < p), the others
@@ -77,8 +98,8 @@ def aligned_block_mask(u: torch.Tensor, p: torch.Tensor, counts: torch.Tensor, b
     rows, seq_len = u.shape
     n_blocks = p.shape[1]
     pad = n_blocks * block - seq_len
-    offset = torch.arange(n_blocks * block, device=u.device).view(n_blocks, block) % block
-    real = offset[None] < counts[:, :, None]
+    offset = _block_offsets(n_blocks * block, block, skip, u.device).view(n_blocks, block)
+    real = (offset[None] >= 0) & (offset[None] < counts[:, :, None])
     ub = torch.nn.functional.pad(u.double(), (0, pad), value=2.0).view(rows, n_blocks, block)
     ub = torch.where(real, ub, torch.full_like(ub, 2.0))
     m, arg = ub.min(dim=2, keepdim=True)
@@ -134,32 +155,29 @@ def _group_noise(
     ignore_first: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(t [m, K, n_blocks(W)], mask [m, K, W]) for the m sequences of one group, drawn at the group's
-    own width W = max length (so they do not depend on the rest of the batch or its padding).
-    ignore_first: position 0 is never masked (block 0's mask is drawn on its other positions)."""
+    own width W = max length (so they do not depend on the rest of the batch or its padding).  Blocks
+    are laid over the model's positions: token i at i + ``model.bos_offset`` (1 when BOS is the first
+    position of block 0); the masks are returned for the tokens.  ignore_first: token 0 is never masked
+    (its block's mask is drawn on its other positions)."""
     m = x0.shape[0]
     width = int(lengths.max())
     block = model.block_len(width)
     n_blocks = model.num_blocks(width)
+    shift = model.bos_offset
+    skip = shift + int(ignore_first)
     device = x0.device
     beta, omega = noise_range
     t = scale_to_range(_draws((num_samples, n_blocks), generator, device, stratified, lattice), beta, omega)
-    pad = n_blocks * block - width
-    counts = torch.nn.functional.pad(valid_mask(lengths, width).long(), (0, pad))
-    counts = counts.view(m, n_blocks, block).sum(-1)
-    if ignore_first and noise != "shared":
-        raise ValueError(f"nelbo_samples: ignore_first needs noise 'shared' or 'independent', not {noise!r}")
+    pad = n_blocks * block - width - shift
+    counts = block_counts(lengths, width, block, n_blocks, shift, skip)
     if noise == "shared":
         v = _draws((num_samples, n_blocks), generator, device, stratified)
-        u = _draws((num_samples, width), generator, device, stratified)
+        u = torch.nn.functional.pad(_draws((num_samples, width), generator, device, stratified), (shift, 0))
         rows_counts = counts.repeat_interleave(num_samples, dim=0)
-        if ignore_first:  # the law of block 0's mask is exchangeable: draw it on L' - 1 slots, shift by one
-            rows_counts[:, 0] = (rows_counts[:, 0] - 1).clamp(min=0)
-        mask = conditioned_block_mask(u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block)
-        if ignore_first:
-            first = mask[:, : min(block, width) - 1].clone()
-            mask[:, 0] = False
-            mask[:, 1 : min(block, width)] = first
-        return t.expand(m, -1, -1), mask.view(m, num_samples, width)
+        mask = conditioned_block_mask(
+            u.repeat(m, 1), v.repeat(m, 1), t.repeat(m, 1), rows_counts, block, skip
+        )
+        return t.expand(m, -1, -1), mask[:, shift:].reshape(m, num_samples, width)
     # aligned: the first sequence of the group is the pivot; every other sequence's tokens take the
     # pivot's uniforms where they align to it and fresh ones elsewhere; each block takes the pivot t of
     # the block holding the pivot token aligned to its first aligned token (else of the same index).
@@ -172,16 +190,17 @@ def _group_noise(
         pi = torch.tensor(align_to_pivot(seqs[i], seqs[0]) + [-1] * (width - len(seqs[i])), device=device)
         aligned = pi >= 0
         u_rows.append(torch.where(aligned, u_pivot[:, pi.clamp(min=0)], fresh[i]))
-        first = torch.where(torch.nn.functional.pad(aligned, (0, pad)), positions, n_blocks * block)
-        first = first.view(n_blocks, block).min(dim=1).values
-        has = first < width
-        pivot_block = torch.where(has, pi[first.clamp(max=width - 1)] // block, positions[:n_blocks])
+        first = torch.where(torch.nn.functional.pad(aligned, (shift, pad)), positions, n_blocks * block)
+        first_token = first.view(n_blocks, block).min(dim=1).values - shift
+        has = first_token < width
+        pivot_token = pi[first_token.clamp(min=0, max=width - 1)]
+        pivot_block = torch.where(has, (pivot_token + shift) // block, positions[:n_blocks])
         t_rows.append(t[:, pivot_block])
     t_all = torch.stack(t_rows)
-    u_all = torch.stack(u_rows).reshape(m * num_samples, width)
+    u_all = torch.nn.functional.pad(torch.stack(u_rows).reshape(m * num_samples, width), (shift, 0))
     rows_counts = counts.repeat_interleave(num_samples, dim=0)
-    mask = aligned_block_mask(u_all, t_all.reshape(m * num_samples, n_blocks), rows_counts, block)
-    return t_all, mask.view(m, num_samples, width)
+    mask = aligned_block_mask(u_all, t_all.reshape(m * num_samples, n_blocks), rows_counts, block, skip)
+    return t_all, mask[:, shift:].reshape(m, num_samples, width)
 
 
 @torch.no_grad()
@@ -211,17 +230,13 @@ def nelbo_samples(
     that generator, not on the batch.  lattice: t on a randomised lattice over the K samples instead
     of a Latin hypercube (with ``stratified``).  cache: BD3-LM computes the clean half's keys/values
     once per sequence (``BD3LM.clean_kv``); False runs the full x_t ⊕ x_0 pass per sample (same scores
-    to float tolerance).  max_rows bounds the model batch (sequences x samples) per forward pass.
-    ignore_first (bd3lms' ``ignore_bos``): position 0 (a BOS token of the data) is never masked, so it
-    adds no term; block 0 has one maskable token less.
+    to float tolerance; always so in the bd3lms layout, whose BOS lies inside block 0).  max_rows bounds
+    the model batch (sequences x samples) per forward pass.  ignore_first (bd3lms' ``ignore_bos``):
+    position 0 (a BOS token of the data) is never masked, so it adds no term; its block has one
+    maskable token less.
     """
     if not isinstance(model, MDLM):
         raise TypeError(f"nelbo_samples: needs an MDLM or BD3LM, got {type(model).__name__}")
-    if isinstance(model, BD3LM) and model.bos_offset:
-        raise ValueError(
-            "nelbo_samples: Monte-Carlo scoring of a BD3-LM in the bd3lms layout (BOS inside block 0) is not "
-            "implemented; its loss (BD3LM.loss / nelbo_terms) is"
-        )
     if num_samples < 1:
         raise ValueError(f"nelbo_samples: num_samples must be >= 1, got {num_samples}")
     beta, omega = noise_range
@@ -267,17 +282,14 @@ def nelbo_samples(
     rows_mask = rows_mask.view(batch * num_samples, seq_len)
     rows_x0 = x0.repeat_interleave(num_samples, dim=0)
     rows_len = lengths.repeat_interleave(num_samples, dim=0)
-    pad = n_blocks * block - seq_len
-    counts = torch.nn.functional.pad(valid_mask(rows_len, seq_len).long(), (0, pad))
-    counts = counts.view(-1, n_blocks, block).sum(-1)
-    maskable = counts.clone()  # tokens that can be masked, the n_b of the weight
-    if ignore_first:
-        maskable[:, 0] = (maskable[:, 0] - 1).clamp(min=0)
+    shift = model.bos_offset
+    counts = block_counts(rows_len, seq_len, block, n_blocks, shift, shift)  # real tokens per block
+    maskable = block_counts(rows_len, seq_len, block, n_blocks, shift, shift + int(ignore_first))  # the n_b
 
     was_training = model.training
     model.eval()
     try:
-        if cache and isinstance(model, BD3LM):
+        if cache and isinstance(model, BD3LM) and not shift:
             out = _bd3_block_estimates(
                 model, x0, lengths, rows_mask, rows_t, counts, maskable, num_samples, max_rows
             )

@@ -42,6 +42,24 @@ from recipe.lm.noise_schedule import (
 from recipe.lm.token_schedule import check_token_rates, token_loss_weight, token_move_chance, token_sigma
 
 
+def masked_index(xt: torch.Tensor, lengths: torch.Tensor, mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The masked real positions of every row, in order and padded to the largest count M >= 1:
+    (index [B, M], keep [B, M] true for the real entries).  Only they need the denoiser's output."""
+    masked = (xt == mask_id) & valid_mask(lengths, xt.shape[1])
+    counts = masked.sum(dim=1)
+    width = max(1, int(counts.max())) if xt.shape[0] else 1
+    index = torch.argsort((~masked).to(torch.int8), dim=1, stable=True)[:, :width]
+    return index, torch.arange(width, device=xt.device)[None, :] < counts[:, None]
+
+
+def state_index(xt: torch.Tensor, out_index: torch.Tensor | None) -> torch.Tensor:
+    """Network positions of the x_t states wanted (x_t position l sits at 1 + l, after BOS): all of
+    them, or those of ``out_index``."""
+    if out_index is None:
+        return torch.arange(1, xt.shape[1] + 1, device=xt.device)
+    return out_index + 1
+
+
 def subs_log_probs(logits: torch.Tensor, xt: torch.Tensor, mask_id: int) -> torch.Tensor:
     """SUBS log-probabilities [..., V + 1] (float32) from logits [..., V] over the real vocabulary.
 
@@ -131,11 +149,19 @@ class MDLM(CheckedLoadMixin):
         return (u < move) & valid_mask(lengths, seq_len)
 
     def _states(
-        self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
+        self,
+        x0: torch.Tensor,
+        lengths: torch.Tensor,
+        xt: torch.Tensor,
+        sigma_pos: torch.Tensor | None,
+        out_index: torch.Tensor | None = None,
+        out_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Backbone states [B, T, H] of x_t (positions 1..T) after a clean BOS (= EOS id, sigma 0) at
         position 0; bidirectional attention over BOS and the real tokens; BOS attends only to itself
-        (as in BD3-LM, where it must not carry information between blocks).
+        (as in BD3-LM, where it must not carry information between blocks).  Only at the x_t positions
+        ``out_index`` [B, T'] if given, flat [N, H] for the ``out_keep`` entries if given (the last
+        block then computes only those).
 
         x0 is not read by MDLM (BD3-LM reads the clean blocks before each block from it).  bd3lms
         layout: one bidirectional pass over [BOS ; x_t] (positions 0..T), padding keys masked, every
@@ -146,14 +172,20 @@ class MDLM(CheckedLoadMixin):
             keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
             attn = None if bool(keys.all()) else keys[:, None, None, :]
             sigma = None if sigma_pos is None else sigma_pos[:, 0]
-            return self.backbone.hidden(torch.cat((bos, xt), dim=1), attn_mask=attn, sigma=sigma)[0][:, 1:]
+            inputs = torch.cat((bos, xt), dim=1)
+            return self.backbone.hidden(
+                inputs, attn_mask=attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
+            )[0]
         attn = torch.ones(xt.shape[1] + 1, xt.shape[1] + 1, dtype=torch.bool, device=xt.device)
         attn[0, 1:] = False
         keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
         if not bool(keys.all()):
             attn = attn & keys[:, None, None, :]
         sigma = None if sigma_pos is None else F.pad(sigma_pos, (1, 0))
-        return self.backbone.hidden(torch.cat((bos, xt), dim=1), attn_mask=attn, sigma=sigma)[0][:, 1:]
+        inputs = torch.cat((bos, xt), dim=1)
+        return self.backbone.hidden(
+            inputs, attn_mask=attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
+        )[0]
 
     def masked_nll(
         self, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor, sigma_pos: torch.Tensor | None
@@ -161,16 +193,19 @@ class MDLM(CheckedLoadMixin):
         """-log x_theta(x_t)_l[x0_l] (float32 [B, T]) at masked real positions, 0 elsewhere (SUBS).
 
         sigma_pos [B, T]: noise level per position, given iff time conditioning is on."""
-        return self.nll_from_states(self._states(x0, lengths, xt, sigma_pos), x0, lengths, xt)
+        index, keep = masked_index(xt, lengths, self.mask_id)
+        return self.nll_at(self._states(x0, lengths, xt, sigma_pos, index, keep), index, keep, x0)
 
-    def nll_from_states(
-        self, h: torch.Tensor, x0: torch.Tensor, lengths: torch.Tensor, xt: torch.Tensor
+    def nll_at(
+        self, h: torch.Tensor, index: torch.Tensor, keep: torch.Tensor, x0: torch.Tensor
     ) -> torch.Tensor:
-        """``masked_nll`` from the backbone states h [B, T, H] of x_t (logits only at masked positions)."""
-        masked = (xt == self.mask_id) & valid_mask(lengths, xt.shape[1])
-        logits = self.backbone.logits(h[masked]).float()
-        nll = torch.zeros(xt.shape, dtype=torch.float32, device=xt.device)
-        nll[masked] = -torch.gather(F.log_softmax(logits, dim=-1), -1, x0[masked][:, None])[:, 0]
+        """-log x_theta_l[x0_l] (float32 [B, T]) from the states h [N, H] of the ``keep`` entries (N true,
+        row-major) of the positions index [B, M], 0 elsewhere."""
+        rows = torch.arange(index.shape[0], device=index.device)[:, None].expand_as(index)[keep]
+        cols = index[keep]
+        logits = self.backbone.logits(h).float()
+        nll = torch.zeros(x0.shape, dtype=torch.float32, device=x0.device)
+        nll[rows, cols] = -torch.gather(F.log_softmax(logits, dim=-1), -1, x0[rows, cols][:, None])[:, 0]
         return nll
 
     def denoiser_log_probs(

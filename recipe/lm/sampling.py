@@ -17,7 +17,8 @@ stops after its first EOS (``stop_at_eos``) or at ``max_len`` tokens, whichever 
 beyond the training ``max_seq_len`` are allowed (rotary positions extrapolate, quality may drop).
 MDLM samples a fixed number of tokens with the same DDPM steps over the whole sequence.
 As in training, a clean BOS (the EOS id) at position 0 precedes the generated tokens (for BD3-LM it is
-the first cache entry).  All random draws come from ``generator`` in a fixed order, so cache and
+the first cache entry); in the bd3lms layout it is the first token of block 0, which then holds L' - 1
+masked tokens (as bd3lms' semi-AR sampler pre-fills it).  All random draws come from ``generator`` in a fixed order, so cache and
 no-cache runs are comparable.
 """
 
@@ -99,16 +100,22 @@ def _block_probs(
     nucleus_rule: str = "project",
 ) -> torch.Tensor:
     """x_theta for the current block, float64 [N, L', V], given the clean ``prefix`` [N, P] (after BOS)
-    either through its ``cache`` (BOS + prefix) or by recomputing [BOS ; prefix ; block]."""
+    either through its ``cache`` (BOS + prefix) or by recomputing [BOS ; prefix ; block] under the
+    block-causal mask.  In the bd3lms layout the first block (empty prefix) starts with BOS itself."""
     net = model.backbone
     n, width = block.shape
-    start = prefix.shape[1] + 1
-    if cache is not None:
+    bos = torch.full((n, 1), model.eos_id, dtype=torch.long, device=block.device)
+    context = prefix if model.bos_offset and prefix.shape[1] == 0 else torch.cat((bos, prefix), dim=1)
+    start = context.shape[1]
+    if cache is not None or start == 0:
         positions = torch.arange(start, start + width, device=block.device)
         h = net.hidden(block, positions, sigma=sigma, past_kv=cache)[0]
+    elif model.bos_offset:
+        full = torch.cat((context, block), dim=1)
+        blocks = torch.arange(full.shape[1], device=block.device) // model.block_size
+        h = net.hidden(full, attn_mask=blocks[None, :] <= blocks[:, None])[0][:, start:]
     else:
-        bos = torch.full((n, 1), model.eos_id, dtype=torch.long, device=block.device)
-        full = torch.cat((bos, prefix, block), dim=1)
+        full = torch.cat((context, block), dim=1)
         attn = block_causal_mask(full.shape[1] - 1, model.block_size, block.device)
         sigma_full = None
         if sigma is not None:
@@ -138,9 +145,9 @@ def sample_bd3lm(
     (default L'; unused with first_hitting)."""
     if not isinstance(model, BD3LM):
         raise TypeError(f"sample_bd3lm needs a BD3LM, got {type(model).__name__}")
-    if model.bos_offset:
+    if model.bos_offset and model.time_conditioning:
         raise ValueError(
-            "sample_bd3lm: sampling a BD3-LM in the bd3lms layout (BOS inside block 0) is not implemented"
+            "sample_bd3lm: sampling a time-conditioned BD3-LM in the bd3lms layout is not implemented"
         )
     if num_samples < 1 or max_len < 1:
         raise ValueError(f"sample_bd3lm: num_samples and max_len must be >= 1, got {num_samples}, {max_len}")
@@ -150,15 +157,18 @@ def sample_bd3lm(
     active = torch.arange(num_samples, device=device)
     seqs = torch.empty(num_samples, 0, dtype=torch.long, device=device)
     finished: dict[int, list[int]] = {}
-    cache = bos_cache(model, num_samples, device) if use_kv_cache else None
-    calls = int(use_kv_cache)
+    cache = bos_cache(model, num_samples, device) if use_kv_cache and not model.bos_offset else None
+    calls = int(cache is not None)
     while active.numel() > 0 and seqs.shape[1] < max_len:
         n = active.numel()
         block = torch.full((n, size), model.mask_id, dtype=torch.long, device=device)
+        has_bos = int(model.bos_offset and seqs.shape[1] == 0)  # bd3lms layout: BOS opens block 0
+        block[:, :has_bos] = model.eos_id
         if first_hitting:
             t = torch.ones(n, dtype=torch.float64, device=device)
-            for step in range(size):
-                t = t * uniform((n,), generator, device).double() ** (1.0 / (size - step))
+            masked = size - has_bos
+            for step in range(masked):
+                t = t * uniform((n,), generator, device).double() ** (1.0 / (masked - step))
                 sigma = model.schedule.sigma(t.float()) if model.time_conditioning else None
                 probs = _block_probs(model, seqs, block, sigma, cache, nucleus_p, nucleus_rule)
                 calls += 1
@@ -182,10 +192,11 @@ def sample_bd3lm(
                     probs = None
         if use_kv_cache:
             sigma0 = torch.zeros(n, device=device) if model.time_conditioning else None
-            start = seqs.shape[1] + 1
+            start = seqs.shape[1] + 1 - has_bos
             positions = torch.arange(start, start + size, device=device)
             _, cache = model.backbone.hidden(block, positions, sigma=sigma0, past_kv=cache)
             calls += 1
+        block = block[:, has_bos:]
         seqs = torch.cat((seqs, block), dim=1)
         done = (
             (block == model.eos_id).any(dim=1)

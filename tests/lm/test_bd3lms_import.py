@@ -130,20 +130,50 @@ def test_ar_logits_and_nll_equal_reference(outputs: dict) -> None:
     assert abs(float(-logp.sum() / lengths.sum()) - float(ref["val_nll"])) <= TOL
 
 
-def test_bd3lm_sampling_log_probs_equal_reference(outputs: dict) -> None:
-    """The semi-AR sampler's block-causal passes over growing prefixes (rotary positions 0..len-1)."""
+def test_bd3lm_sampler_probs_equal_reference(outputs: dict) -> None:
+    """The semi-AR sampler's denoiser for the current block given the clean earlier blocks (bd3lms: one
+    pass over the prefix under the block-causal mask, rotary positions 0..len-1), with and without the
+    key/value cache of the clean blocks; block 0 starts with BOS."""
+    from recipe.lm.sampling import _block_probs
+
     _, model = imported("bd3lm_bs4")
     sample = outputs["sample_bd3lm_bs4"]
-    for k in (0, 5, 14):
+    for k in (0, 2, 5, 14):
         x = sample["forward_x"][k]
-        n = x.shape[1]
-        attn = sample["sampler_mask_full"][:n, :n]
-        with torch.no_grad():
-            logits = model.backbone.logits(model.backbone.hidden(x, attn_mask=attn)[0][:, -4:]).float()
-        ref = sample["forward_log_probs_last_block"][k]
-        masked = x[:, -4:] == model.mask_id
-        got = torch.log_softmax(logits, dim=-1)[masked]
-        assert (got - ref[masked][:, :50]).abs().max() <= TOL
+        context, block = x[:, :-4], x[:, -4:]
+        blocks = torch.arange(context.shape[1]) // 4
+        cache = (
+            model.backbone.hidden(context, attn_mask=blocks[None, :] <= blocks[:, None])[1] if k > 2 else None
+        )
+        masked = block == model.mask_id
+        ref = sample["forward_log_probs_last_block"][k][masked][:, :50]
+        for kv in (None, cache):
+            probs = _block_probs(model, context[:, 1:], block, None, kv, 1.0)
+            assert (probs[masked].log() - ref).abs().max() <= TOL
+
+
+def test_bd3lm_layout_sampling_runs_block_by_block(outputs: dict) -> None:
+    """Generation in the bd3lms layout: BOS fills block 0's first slot, block 0 holds 3 tokens, then 4
+    per block; the cache and no-cache runs give the same samples from the same generator.  MDLM samples
+    after its BOS too."""
+    from recipe.lm.sampling import sample_bd3lm, sample_mdlm
+
+    _, model = imported("bd3lm_bs4")
+    runs = [
+        sample_bd3lm(
+            model, 3, 11, generator=torch.Generator().manual_seed(1), use_kv_cache=cache, stop_at_eos=False
+        )
+        for cache in (True, False)
+    ]
+    assert runs[0].sequences == runs[1].sequences
+    assert all(len(seq) == 11 for seq in runs[0].sequences)
+    assert all(0 <= tok < 50 for seq in runs[0].sequences for tok in seq)
+    assert runs[1].num_forward == 3 + 4 + 4  # first hitting: one call per masked token, 11 tokens
+    mdlm = imported("mdlm")[1]
+    samples = sample_mdlm(
+        mdlm, 2, 15, num_steps=5, stop_at_eos=False, generator=torch.Generator().manual_seed(1)
+    )
+    assert all(len(seq) == 15 and all(0 <= tok < 50 for tok in seq) for seq in samples.sequences)
 
 
 def test_default_layout_is_unchanged() -> None:
@@ -297,20 +327,25 @@ def test_bad_checkpoints_give_clear_errors(tmp_path: Path) -> None:
         bc.import_checkpoint(hf)
 
 
-def test_layout_mdlm_scores_and_bd3lm_refuses(outputs: dict) -> None:
-    """MDLM (one block) scores through the Monte-Carlo estimator: for a one-token sequence every sample is
-    exactly -log p(x | [BOS, MASK]); BD3-LM scoring with BOS inside block 0 is refused, not silently wrong."""
+def test_layout_scores_equal_reference(outputs: dict) -> None:
+    """The Monte-Carlo scorer of perplexity and rescoring on imported models: with L' = 1 (BOS alone in
+    block 0, one token per block) every sample is the exact -log p(x_i | x_<i), so the per-token score is
+    bd3lms' deterministic bd3lm_bs1 val/nll; an MDLM's one-token sequence scores exactly -log p(x | MASK)."""
     from recipe.lm.likelihood import nelbo_samples
 
-    _, model = imported("mdlm")
-    tokens, lengths = torch.tensor([[49]]), torch.tensor([1])
-    samples = nelbo_samples(model, tokens, lengths, num_samples=4, generator=torch.Generator().manual_seed(0))
+    _, model = imported("bd3lm_bs1")
+    tokens, lengths = batch(outputs)
+    generator = torch.Generator().manual_seed(0)
+    for cache in (True, False):
+        samples = nelbo_samples(model, tokens, lengths, num_samples=3, generator=generator, cache=cache)
+        assert (samples - samples[:, :1]).abs().max() <= 1e-5
+        assert abs(float(samples[:, 0].sum() / lengths.sum()) - float(outputs["bd3lm_bs1"]["val_nll"])) <= TOL
+    _, mdlm = imported("mdlm")
+    one, one_len = torch.tensor([[49]]), torch.tensor([1])
+    samples = nelbo_samples(mdlm, one, one_len, num_samples=4, generator=generator)
     with torch.no_grad():
-        exact = -model.denoiser_log_probs(tokens, lengths, torch.tensor([[model.mask_id]]))[0, 0, 49]
+        exact = -mdlm.denoiser_log_probs(one, one_len, torch.tensor([[mdlm.mask_id]]))[0, 0, 49]
     assert torch.allclose(samples, exact.double().expand_as(samples), atol=1e-6)
-    _, bd3 = imported("bd3lm_bs4")
-    with pytest.raises(ValueError, match="bd3lms layout"):
-        nelbo_samples(bd3, *batch(outputs), num_samples=2)
 
 
 def test_compiled_prefix_and_ema_order(tmp_path: Path) -> None:
@@ -353,3 +388,87 @@ def test_layout_time_conditioning_uses_block_0_sigma(outputs: dict) -> None:
         first[:, 0] = 0.6
         other = model.nelbo_terms(tokens, lengths, first, mask) * first.repeat_interleave(4, dim=1)[:, 1:]
     assert torch.allclose(base, same, atol=1e-6) and not torch.allclose(base, other, atol=1e-3)
+
+
+def test_pytorch_model_bin_and_training_loss(tmp_path: Path, outputs: dict) -> None:
+    """A Hugging Face directory with pytorch_model.bin imports like safetensors, and the imported model
+    trains on: its loss draws t per block of [BOS ; x] and never masks BOS."""
+    hf = hf_dir_from_backbone_state(tmp_path, "bd3lm_bs4")
+    torch.save(load_file(hf / "model.safetensors"), hf / "pytorch_model.bin")
+    _, from_safetensors = bc.import_checkpoint(hf)
+    (hf / "model.safetensors").unlink()
+    config, from_bin = bc.import_checkpoint(hf)
+    assert all(torch.equal(from_bin[k], from_safetensors[k]) for k in from_safetensors)
+    model = build_model(config)
+    model.load_state_dict(from_bin)
+    tokens, lengths = batch(outputs)
+    nelbo, count = model.loss(tokens, lengths, generator=torch.Generator().manual_seed(0))
+    nelbo.backward()
+    assert int(count) == 45 and torch.isfinite(nelbo) and model.backbone.out.bias.grad.abs().sum() > 0
+    assert model.num_blocks(15) == 4 and model.expand_t(torch.arange(4.0)[None], 15).tolist() == [
+        [0.0] * 3 + [1.0] * 4 + [2.0] * 4 + [3.0] * 4
+    ]
+
+
+def test_lightning_config_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    """A Lightning checkpoint whose hydra config (here a plain dict, as OmegaConf.to_container saves it)
+    names another algorithm, lacks a key, disagrees with the weights' shapes, or whose EMA list does not
+    follow the parameters: each is an error naming the file and the key."""
+    resolved = json.loads((FIXTURE / "config.json").read_text())["cases"]["mdlm"]["resolved_config"]
+    state = torch.load(FIXTURE / "mdlm.backbone_state_dict.pt", weights_only=True)
+    weights = {f"backbone._orig_mod.{k}": v for k, v in state.items()}
+    params = [v for k, v in state.items() if k != "rotary_emb.inv_freq"]
+
+    def write(config: dict, ema: list | None = params) -> Path:
+        path = tmp_path / "last.ckpt"
+        torch.save(
+            {"state_dict": weights, "hyper_parameters": {"config": config}, "ema": {"shadow_params": ema}},
+            path,
+        )
+        return path
+
+    config, imported_state = bc.import_checkpoint(write(resolved))
+    assert config == bc.import_checkpoint(FIXTURE / "mdlm.lightning.ckpt")[0]
+    _, fixture_state = bc.import_checkpoint(FIXTURE / "mdlm.lightning.ckpt")
+    assert all(torch.equal(imported_state[k], fixture_state[k]) for k in fixture_state)
+    cases = [
+        (resolved | {"algo": resolved["algo"] | {"name": "sedd"}}, "algo.name 'sedd' is not one of"),
+        (
+            resolved | {"algo": resolved["algo"] | {"parameterization": "d3pm"}},
+            "algo.parameterization 'd3pm'",
+        ),
+        (resolved | {"noise": {"type": "cosine"}}, "noise.type 'cosine'"),
+        (resolved | {"algo": resolved["algo"] | {"ignore_bos": False}}, "algo.ignore_bos must be true"),
+        ({k: v for k, v in resolved.items() if k != "model"}, "the config has no key 'model.length'"),
+        (
+            resolved | {"model": resolved["model"] | {"cond_dim": 8}},
+            r"backbone\.sigma_map\.mlp\.0\.weight has shape",
+        ),
+        (
+            resolved | {"model": resolved["model"] | {"n_heads": 3}},
+            "its config gives no valid LM: LmConfig.n_heads",
+        ),
+    ]
+    for config, message in cases:
+        with pytest.raises((ValueError, KeyError), match=message) as error:
+            bc.import_checkpoint(write(config))
+        assert str(tmp_path / "last.ckpt") in str(error.value)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'last.ckpt'}.*ema.shadow_params has 29 tensors"):
+        bc.import_checkpoint(write(resolved, params[:-1]))
+    with pytest.raises(ValueError, match=r"EMA shadow of vocab_embed.embedding has shape \(32, 51\)"):
+        bc.import_checkpoint(write(resolved, [params[0].T, *params[1:]]))
+
+
+@pytest.mark.parametrize("case", ["bd3lm_bs4", "bd3lm_bs16", "bd3lm_bs1"])
+def test_full_xt_x0_pass_and_mask_equal_reference(outputs: dict, case: str) -> None:
+    """The block-diffusion mask is bd3lms' block_diff_mask, and the whole x_t ⊕ x_0 pass (both halves,
+    rotary positions 0..L-1 in each) gives the reference's output layer on all 2L positions."""
+    from recipe.lm.block_diffusion import bd3_attention_mask
+
+    config, model = imported(case)
+    ref = outputs[case]
+    assert torch.equal(bd3_attention_mask(16, config.block_size), ref["attn_mask"])
+    with torch.no_grad():
+        h = model.backbone.hidden(ref["x_input"], torch.arange(16).repeat(2), ref["attn_mask"])[0]
+        logits = model.backbone.output_layer(h)
+    assert (logits - ref["output_layer_logits_full"]).abs().max() <= TOL

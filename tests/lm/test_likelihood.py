@@ -31,6 +31,14 @@ def _model(kind: str, vocab: int, eos: int, sharpen: float = 0.0, **extra):
     return model.eval()
 
 
+def _kind_options(kind: str, **extra) -> tuple[str, dict]:
+    """("bd3lms_layout_<kind>", options) -> (kind, options with bd3lms_layout and a max_seq_len whose
+    successor the test block sizes divide); other kinds unchanged."""
+    if kind.startswith("bd3lms_layout_"):
+        return kind.removeprefix("bd3lms_layout_"), {**extra, "bd3lms_layout": True, "max_seq_len": 31}
+    return kind, extra
+
+
 def _all_sequences(vocab: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     tokens = torch.tensor(list(itertools.product(range(vocab), repeat=length)))
     return tokens, torch.full((tokens.shape[0],), length)
@@ -278,8 +286,8 @@ def _exact_nelbo(
     x = torch.tensor([ids])
     block = model.block_len(n)
     total = 0.0
-    for start in range(0, n, block):
-        pos = [p for p in range(start, min(n, start + block)) if p or not skip_first]
+    for start in range(-model.bos_offset, n, block):  # BOS inside block 0 (bd3lms layout) takes a slot
+        pos = [p for p in range(max(start, 0), min(n, start + block)) if p or not skip_first]
         for m in itertools.product((False, True), repeat=len(pos)):
             k = sum(m)
             if not k:
@@ -310,13 +318,16 @@ def _exact_nelbo(
         ("bd3lm", "aligned", False, True),
         ("bd3lm", "aligned", True, True),
         ("bd3lm", "aligned", False, False),
+        ("bd3lms_layout_bd3lm", "shared", False, True),
+        ("bd3lms_layout_bd3lm", "aligned", False, True),
+        ("bd3lms_layout_mdlm", "aligned", True, True),
     ],
 )
 def test_every_noise_option_is_unbiased_against_exact_enumeration(kind, noise, lattice, stratified) -> None:
     """Each hypothesis's estimate (K = 4 samples) averaged over 300 independent groups equals its exact
     NELBO within 4.5 standard errors; the group holds a pivot, an insertion, a deletion and a
     substitution so that the aligned noise maps uniforms and block times across hypotheses."""
-    extra = {"block_size": 2} if kind == "bd3lm" else {}
+    kind, extra = _kind_options(kind, **({"block_size": 2} if kind.endswith("bd3lm") else {}))
     model = _model(kind, 7, 0, sharpen=1.0, **extra)
     hyps = [[3, 4, 5, 6, 0], [3, 2, 4, 5, 6, 0], [3, 5, 6, 0], [3, 4, 1, 6, 0]]
     exact = torch.tensor([_exact_nelbo(model, h) for h in hyps], dtype=torch.float64)
@@ -344,11 +355,22 @@ def test_every_noise_option_is_unbiased_against_exact_enumeration(kind, noise, l
     assert bool((se < 0.05 * exact).all())
 
 
-@pytest.mark.parametrize(("kind", "block_size"), [("mdlm", None), ("bd3lm", 2), ("bd3lm", 4)])
-def test_ignore_first_is_unbiased_for_the_nelbo_without_position_zero(kind, block_size) -> None:
+@pytest.mark.parametrize(
+    ("kind", "block_size", "noise"),
+    [
+        ("mdlm", None, "shared"),
+        ("bd3lm", 2, "shared"),
+        ("bd3lm", 4, "shared"),
+        ("bd3lm", 2, "aligned"),
+        ("bd3lms_layout_bd3lm", 2, "shared"),
+        ("bd3lms_layout_mdlm", None, "aligned"),
+    ],
+)
+def test_ignore_first_is_unbiased_for_the_nelbo_without_position_zero(kind, block_size, noise) -> None:
     """bd3lms' ignore_bos: position 0 is never masked; the estimate (cached BD3-LM path included)
-    averages to the NELBO enumerated over the masks of positions 1.. only."""
-    extra = {"block_size": block_size} if kind == "bd3lm" else {}
+    averages to the NELBO enumerated over the masks of positions 1.. only (also after the model's own
+    BOS inside block 0 in the bd3lms layout)."""
+    kind, extra = _kind_options(kind, **({"block_size": block_size} if block_size else {}))
     model = _model(kind, 7, 0, sharpen=1.0, **extra)
     ids = [0, 3, 4, 5, 6, 0]
     exact = _exact_nelbo(model, ids, skip_first=True)
@@ -364,6 +386,8 @@ def test_ignore_first_is_unbiased_for_the_nelbo_without_position_zero(kind, bloc
         generator=torch.Generator().manual_seed(0),
         ignore_first=True,
         max_rows=4096,
+        groups=torch.arange(reps),
+        noise=noise,
     )
     estimates = samples.mean(1)
     se = float(estimates.std()) / reps**0.5

@@ -76,10 +76,13 @@ def test_partial_outputs_of_the_last_block() -> None:
         mask |= torch.eye(7, dtype=torch.bool)
         sigma = torch.rand(2, 7)
         full, kv_full = net.hidden(x, attn_mask=mask, sigma=sigma)
-        part, kv_part = net.hidden(x, attn_mask=mask, sigma=sigma, n_out=3)
+        part, kv_part = net.hidden(x, attn_mask=mask, sigma=sigma, out_index=torch.arange(3))
+        rows = torch.tensor([[4, 1, 6], [0, 2, 5]])
+        picked, _ = net.hidden(x, attn_mask=mask, sigma=sigma, out_index=rows)
     assert part.shape == (2, 3, 32)
     assert torch.allclose(part, full[:, :3], atol=1e-6)
     assert all(torch.equal(a[0], b[0]) for a, b in zip(kv_full, kv_part, strict=True))
+    assert torch.allclose(picked, torch.stack([full[0, [4, 1, 6]], full[1, [0, 2, 5]]]), atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["ar", "mdlm", "bd3lm"])

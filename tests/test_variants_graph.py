@@ -21,8 +21,19 @@ def test_variants_reuse_the_default_experiments_jobs(fresh_graph):
         assert alias in shared
     assert {alias: ids[alias] for alias in shared} == {alias: pinned[alias] for alias in shared}
     new = {alias for alias in ids if alias not in pinned}
-    assert {"lm/mdlm_atat/train", "variants/report"} <= new
-    assert ids["lm/mdlm_atat/train"] not in set(pinned.values())
+    variants = {
+        "lm/mdlm_atat/train",
+        "lm/mdlm_depth/train",
+        "lm/bd3lm_16_depth/clipped",
+        "data/kjv/train_dependency_depth_spacy",
+    }
+    assert variants | {"variants/report"} <= new
+    assert not {ids[alias] for alias in variants} & set(pinned.values())
+    # as in the original recipe, the depth BD3-LM is finetuned from the MDLM pretrained with the same masking
+    jobs = {alias: job for job in graph.jobs() for alias in job.get_aliases()}
+    preload = jobs["lm/bd3lm_16_depth/full_range"].returnn_config.config["preload_from_files"]["init"]
+    assert preload["filename"].creator is jobs["lm/mdlm_depth/best"]
+    assert jobs["lm/bd3lm_16_depth/full_range"].returnn_config.config["lm_config"].mix_alpha == 0.0625
     assert {"variants/report.md", "variants/report.png"} <= {target.name for target in graph.targets}
 
 

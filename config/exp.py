@@ -24,6 +24,7 @@ from jobs.asr import (
     TuneScoreCombinationJob,
 )
 from jobs.corpus import KjvCorpusJob, SplitCorpusJob
+from jobs.dependency import ParseDependencyDepthJob
 from jobs.diffusion import GenerativePerplexityJob, SampleLmJob, SearchNoiseRangeJob
 from jobs.lm_eval import ComputePerplexityJob, RescoreNBestJob
 from jobs.report import ExperimentReportJob
@@ -33,7 +34,11 @@ from jobs.sentencepiece import SentencePieceType, TrainSentencePieceJob
 from jobs.text import TextDictToTextLinesJob
 from recipe.data.sentencepiece_model import EOS_ID
 from recipe.lm.config import LmConfig, preset_dims
-from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
+from recipe.returnn_glue.datasets import (
+    lm_train_dataset,
+    text_ogg_zip_depth_dataset,
+    text_ogg_zip_dev_dataset,
+)
 from sisyphus import tk
 
 
@@ -105,7 +110,34 @@ def kjv_data(setup: Setup) -> dict:
         "train_text_dict": split.out_train_text_dict,
         "dev_text_dict": split.out_dev_text_dict,
         "test_text_dict": split.out_test_text_dict,
+        "dev_ogg_zip": ogg["dev"],
         "spm_model": spm.out_model,
+    }
+
+
+def dependency_depth_data(
+    data: dict, setup: Setup, parser: str = "spacy", parser_model: str | tk.Path | None = None
+) -> dict:
+    """``data`` with train and dev as text + dependency-depth ``MetaDataset``s (``ParseDependencyDepthJob``
+    on their text dicts; the train text as a text-only ogg zip, whose tags are the text dict's), for
+    LmConfigs with ``depth_mode="dependency"``. Test data and everything else stay: scoring uses the
+    uniform bound."""
+    train_ogg = TextDictToOggZipJob(data["train_text_dict"])
+    train_ogg.add_alias("data/kjv/train_ogg_zip")
+    depth = {}
+    for part in ("train", "dev"):
+        parse = ParseDependencyDepthJob(data[f"{part}_text_dict"], data["spm_model"], parser, parser_model)
+        parse.add_alias(f"data/kjv/{part}_dependency_depth_{parser}")
+        tk.register_output(f"data/kjv/{part}_dependency_depth_{parser}.json", parse.out_info)
+        depth[part] = parse.out_hdf
+    return {
+        **data,
+        "train": text_ogg_zip_depth_dataset(
+            train_ogg.out_ogg_zip, data["spm_model"], depth["train"], partition_epoch=setup.partition_epoch
+        ),
+        "dev": text_ogg_zip_depth_dataset(
+            data["dev_ogg_zip"], data["spm_model"], depth["dev"], seq_ordering="sorted_reverse"
+        ),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from jobs.returnn import PtCheckpoint, ReturnnConfig, ReturnnTrainingJob, project_root
 from recipe.lm.config import LmConfig
+from recipe.returnn_glue.datasets import DEPTH_EXTERN_DATA
 from sisyphus import tk
 
 # The RETURNN config imports the training functions from the project's recipe/. The import line
@@ -20,6 +21,17 @@ from recipe.returnn_glue.train_step import dynamic_learning_rate, get_model, tra
 RETURNN_EPILOG_HASH = (
     "recipe.returnn_glue.train_step: get_model, train_step, dynamic_learning_rate (linear warmup)"
 )
+
+
+def lm_extern_data(lm_config: LmConfig) -> dict[str, Any]:
+    """The token ids (``data``), and with ``depth_mode`` the depth features and their ids (the keys of
+    ``recipe.returnn_glue.datasets.text_ogg_zip_depth_dataset``, which train and dev data must then be)."""
+    extern_data: dict[str, Any] = {"data": {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}}
+    if lm_config.depth_mode == "dependency":
+        depth_key, ids_key = DEPTH_EXTERN_DATA
+        extern_data[depth_key] = {"dim": 1, "dtype": "float32"}
+        extern_data[ids_key] = {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}
+    return extern_data
 
 
 def lm_returnn_config(
@@ -40,10 +52,17 @@ def lm_returnn_config(
     warmup (the MDLM/BD3-LM recipe). ``batch_size`` counts tokens; sequences longer than
     ``lm_config.max_seq_len`` are left out of training.
     ``preload_checkpoint`` initialises the weights from another training (BD3-LM from MDLM)."""
+    if lm_config.depth_mode is not None:
+        for name, dataset in (("train_dataset", train_dataset), ("dev_dataset", dev_dataset)):
+            if not set(DEPTH_EXTERN_DATA) <= set(dataset.get("data_map", {})):
+                raise ValueError(
+                    f"lm_returnn_config: LmConfig.depth_mode={lm_config.depth_mode!r} needs the depth features "
+                    f"in {name} too (recipe.returnn_glue.datasets.text_ogg_zip_depth_dataset)"
+                )
     config: dict[str, Any] = {
         "backend": "torch",
         "lm_config": lm_config,
-        "extern_data": {"data": {"dim": lm_config.vocab_size, "sparse": True, "dtype": "int32"}},
+        "extern_data": lm_extern_data(lm_config),
         "train": train_dataset,
         "dev": dev_dataset,
         "batch_size": batch_size,

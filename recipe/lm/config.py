@@ -196,6 +196,9 @@ class LmConfig:
             errors.append(("mix_alpha", f"must be in [0, 1] (0 = uniform masking), got {self.mix_alpha!r}"))
         if self.depth_mode not in DEPTH_MODES:
             errors.append(("depth_mode", f"must be one of {DEPTH_MODES}, got {self.depth_mode!r}"))
+        for name in ("reverse", "normalize_depth"):
+            if not isinstance(getattr(self, name), bool):
+                errors.append((name, f"must be a bool, got {getattr(self, name)!r}"))
         if not isinstance(self.depth_temp, float | int) or not self.depth_temp > 0:
             errors.append(("depth_temp", f"must be a positive temperature, got {self.depth_temp!r}"))
         if self.kind == "ar" and (self.mix_alpha or self.depth_mode is not None):

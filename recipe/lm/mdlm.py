@@ -17,6 +17,9 @@ With ``LmConfig.bd3lms_layout`` BOS is instead the first token of the sequence [
 partition (bd3lms' ``ignore_bos``: never masked, never scored), the block-0 BOS attends and is attended
 like any token, and time conditioning uses block 0's sigma for every position.
 
+Training may give every token its own rate g_l (``token_rates``, ``recipe.lm.token_schedule``): mask
+probability (1 - eps) t^(1/g_l) and weight 1/(g_l t) instead of (1 - eps) t and 1/t; g = 1 is the above.
+
 The loss only computes logits at masked positions (same value as gathering from the full SUBS
 output, at a fraction of the output-layer cost).  ``t`` is always shaped [B, n_blocks]; MDLM is the
 one-block case, BD3-LM (``recipe.lm.block_diffusion``) overrides the block size and the denoiser.
@@ -39,7 +42,7 @@ from recipe.lm.noise_schedule import (
     scale_to_range,
     uniform,
 )
-from recipe.lm.token_schedule import check_token_rates, token_loss_weight, token_move_chance, token_sigma
+from recipe.lm.token_schedule import check_token_rates, token_loss_weight, token_move_chance
 
 
 def masked_index(xt: torch.Tensor, lengths: torch.Tensor, mask_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -226,18 +229,13 @@ class MDLM(CheckedLoadMixin):
         token_rates: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-position NELBO terms (1/t) * CE at masked positions, float32 [B, T], for given t and mask;
-        with ``token_rates`` g the per-token schedule's weights 1/(g t) and noise levels."""
+        with ``token_rates`` g the per-token schedule's weights 1/(g t).  Time conditioning sees t only,
+        never g (``recipe.lm.token_schedule``)."""
         t_pos = self.expand_t(t, x0.shape[1])
         xt = torch.where(mask, self.mask_id, x0)
-        if not self.time_conditioning:
-            sigma_pos = None
-        elif token_rates is None:
-            sigma_pos = self.sigma_positions(t, x0.shape[1])
-        else:
-            sigma_pos = token_sigma(self.schedule, t_pos, token_rates)
-        return token_loss_weight(self.schedule, t_pos, token_rates) * self.masked_nll(
-            x0, lengths, xt, sigma_pos
-        )
+        sigma_pos = self.sigma_positions(t, x0.shape[1]) if self.time_conditioning else None
+        weight = token_loss_weight(self.schedule, t_pos, token_rates)
+        return weight * self.masked_nll(x0, lengths, xt, sigma_pos)
 
     def loss(
         self,

@@ -10,7 +10,9 @@ masked earlier (more often at a given t).  The continuous-time NELBO of any per-
     L = E_t sum_i [m_i'(t) / m_i(t)] * 1[z_t^i = MASK] * (-log p_theta(x_i | z_t)),
     m_i'(t) / m_i(t) = 1 / (g_i t)      (the (1 - eps) factor cancels).
 
-With time conditioning the denoiser sees each position's own noise level sigma_i = -log(1 - m_i(t)).
+The denoiser sees x_t and, with time conditioning, t (the block's sigma(t) as with the uniform
+schedule), never g: g is computed from the clean sequence, so feeding it (or a per-token noise level
+derived from it) to the denoiser would leak the clean text's structure, and it is not there when scoring.
 
 Where g comes from (``mix_token_rates``): g_i = (1 - alpha) + alpha * w_i with token weights w
 normalised to mean 1 over the sequence's real tokens, so alpha = 0 is the baseline and the average
@@ -55,13 +57,6 @@ def token_move_chance(
     if rates is None:
         return schedule.move_chance(t_pos)
     return schedule.move_chance(torch.where(rates == 1.0, t_pos, t_pos.pow(1.0 / rates)))
-
-
-def token_sigma(schedule: LogLinearSchedule, t_pos: torch.Tensor, rates: torch.Tensor | None) -> torch.Tensor:
-    """Per-position noise level sigma_i = -log(1 - m_i(t)) (the time conditioning input)."""
-    if rates is None:
-        return schedule.sigma(t_pos)
-    return -torch.log1p(-token_move_chance(schedule, t_pos, rates))
 
 
 def token_loss_weight(

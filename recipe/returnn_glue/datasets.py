@@ -72,7 +72,19 @@ def text_ogg_zip_dev_dataset(
     ``fixed_random_subset`` (count or fraction) evaluates on a fixed subset. ``ogg_zip`` may be a symlink
     with another name (RETURNN then resolves it to find the member ``<real name>.txt``).
     """
-    ogg_zip_opts: dict[str, Any] = {
+    ogg_zip_opts = _text_ogg_zip(ogg_zip, spm_model, seq_ordering)
+    if fixed_random_subset is not None:
+        ogg_zip_opts["fixed_random_subset"] = fixed_random_subset
+    return {
+        "class": "MetaDataset",
+        "datasets": {"ogg_zip": ogg_zip_opts},
+        "data_map": {"data": ("ogg_zip", "classes")},
+        "seq_order_control_dataset": "ogg_zip",
+    }
+
+
+def _text_ogg_zip(ogg_zip: PathLike, spm_model: PathLike, seq_ordering: str) -> dict[str, Any]:
+    return {
         "class": "OggZipDataset",
         "path": _path(ogg_zip),
         "resolve_symlink_for_name": True,  # member name from the real file, not e.g. output/dev.ogg.zip
@@ -81,11 +93,37 @@ def text_ogg_zip_dev_dataset(
         "seq_ordering": seq_ordering,
         "fixed_random_seed": 1,
     }
-    if fixed_random_subset is not None:
-        ogg_zip_opts["fixed_random_subset"] = fixed_random_subset
+
+
+DEPTH_EXTERN_DATA = ("token_depth", "token_depth_ids")
+"""Data keys of ``text_ogg_zip_depth_dataset``'s depth features and their SentencePiece ids."""
+
+
+def text_ogg_zip_depth_dataset(
+    ogg_zip: PathLike,
+    spm_model: PathLike,
+    depth_hdf: PathLike,
+    *,
+    partition_epoch: int = 1,
+    seq_ordering: str = "laplace:.1000",
+) -> dict[str, Any]:
+    """The text of a text-only ``OggZipDataset`` (``data``) and the dependency depths of the same tags from
+    a ``ParseDependencyDepthJob`` HDF (``token_depth`` [T, 1] float32, ``token_depth_ids`` [T]) in one
+    ``MetaDataset`` (tags: the text dict's; order and ``partition_epoch`` from the ogg zip). The training
+    step checks that the two line up per sequence (``recipe.returnn_glue.train_step``)."""
+    ogg_zip_opts = _text_ogg_zip(ogg_zip, spm_model, seq_ordering)
+    ogg_zip_opts["partition_epoch"] = partition_epoch
+    depth_key, ids_key = DEPTH_EXTERN_DATA
     return {
         "class": "MetaDataset",
-        "datasets": {"ogg_zip": ogg_zip_opts},
-        "data_map": {"data": ("ogg_zip", "classes")},
+        "datasets": {
+            "ogg_zip": ogg_zip_opts,
+            "depth": {"class": "HDFDataset", "files": [_path(depth_hdf)], "use_cache_manager": False},
+        },
+        "data_map": {
+            "data": ("ogg_zip", "classes"),
+            depth_key: ("depth", "data"),
+            ids_key: ("depth", "piece_ids"),
+        },
         "seq_order_control_dataset": "ogg_zip",
     }

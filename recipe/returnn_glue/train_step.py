@@ -25,10 +25,12 @@ from typing import Any
 
 import torch
 
+from recipe.data.dependency_depth import DepthAlignmentError, depth_token_weights
 from recipe.lm.build import build_model, training_loss
 from recipe.lm.checkpoints import check_compatible, read_checkpoint
 from recipe.lm.config import LmConfig
 from recipe.lm.importance import atat_loss, curriculum_phase
+from recipe.lm.token_schedule import mix_token_rates
 
 
 def loss_name(config: LmConfig) -> str:
@@ -82,8 +84,39 @@ def batch_from_extern_data(extern_data: Any) -> tuple[torch.Tensor, torch.Tensor
     return tokens, lengths
 
 
+def token_rates_from_extern_data(
+    config: LmConfig, extern_data: Any, tokens: torch.Tensor, lengths: torch.Tensor
+) -> torch.Tensor | None:
+    """Per-token rates g [B, T] of depth-adaptive masking (None without ``depth_mode``): the depth features
+    (``token_depth``, with their ids ``token_depth_ids``; ``recipe.returnn_glue.datasets.
+    text_ogg_zip_depth_dataset``) must line up with the batch's ids, else a DepthAlignmentError names
+    the sequence; then w from the depths (``depth_token_weights``) and g = (1 - alpha) + alpha w."""
+    if config.depth_mode is None:
+        return None
+    depth_data = extern_data["token_depth"]
+    depth = depth_data.raw_tensor[..., 0].to(tokens.device)
+    ids = extern_data["token_depth_ids"].raw_tensor.to(tokens.device).long()
+    depth_lengths = depth_data.dims[1].dyn_size_ext.raw_tensor.to(tokens.device).long()
+    bad = depth_lengths != lengths
+    if not bool(bad.any()):  # equal lengths, hence equal padded shapes: compare the ids
+        valid = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
+        bad = ((ids != tokens) & valid).any(dim=1)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        tag = extern_data["seq_tag"].raw_tensor[row]
+        raise DepthAlignmentError(
+            f"sequence {tag!s}: its depth features ({int(depth_lengths[row])} tokens) do not line up with its "
+            f"SentencePiece ids ({int(lengths[row])} tokens): the depth HDF was made from another text or "
+            "SentencePiece model than the training data"
+        )
+    weights = depth_token_weights(depth, lengths, config.normalize_depth, config.reverse, config.depth_temp)
+    return mix_token_rates(weights, lengths, config.mix_alpha)
+
+
 def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
-    """RETURNN entry point: mark the batch's NELBO (or NLL) sum as loss, normalised per token."""
+    """RETURNN entry point: mark the batch's NELBO (or NLL) sum as loss, normalised per token. Training
+    with ``depth_mode`` masks with per-token rates (``token_rates_from_extern_data``); dev scores use the
+    uniform bound."""
     import returnn.frontend as rf
 
     tokens, lengths = batch_from_extern_data(extern_data)
@@ -94,7 +127,12 @@ def train_step(*, model: torch.nn.Module, extern_data: Any, **_: Any) -> None:
     if ctx.train_flag and hasattr(model, "importance"):
         total, num_tokens = _atat_training_loss(model, tokens, lengths, int(ctx.epoch))
     else:
-        total, num_tokens = training_loss(model, tokens, lengths, train=ctx.train_flag)
+        rates = (
+            token_rates_from_extern_data(model.config, extern_data, tokens, lengths)
+            if ctx.train_flag
+            else None
+        )
+        total, num_tokens = training_loss(model, tokens, lengths, train=ctx.train_flag, token_rates=rates)
     name = loss_name(model.config)
     if not torch.isfinite(total):
         raise FloatingPointError(

@@ -30,6 +30,7 @@ def _model(kind: str, vocab: int = 7, **extra) -> torch.nn.Module:
     [
         {"kind": "mdlm"},
         {"kind": "mdlm", "time_conditioning": True},
+        {"kind": "mdlm", "time_conditioning": True, "bd3lms_layout": True},
         {"kind": "bd3lm", "block_size": 4, "time_conditioning": True},
         {"kind": "bd3lm", "block_size": 4, "resample": True, "noise_range": (0.3, 0.8)},
     ],
@@ -179,5 +180,7 @@ def test_bad_rates_and_options_fail_clearly() -> None:
         LmConfig(kind="mdlm", depth_mode="constituency", **base)
     with pytest.raises(ValueError, match="LmConfig.depth_temp"):
         LmConfig(kind="mdlm", depth_mode="dependency", depth_temp=0.0, **base)
+    with pytest.raises(ValueError, match="LmConfig.reverse: must be a bool"):
+        LmConfig(kind="mdlm", depth_mode="dependency", reverse="yes", **base)
     with pytest.raises(ValueError, match="LmConfig.mix_alpha: .*AR"):
         LmConfig(kind="ar", depth_mode="dependency", **base)

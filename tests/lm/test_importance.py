@@ -48,6 +48,7 @@ def test_importance_targets_are_the_cross_entropy_scaled_to_unit_range_over_mask
     assert bool((importance_targets(nll, torch.zeros_like(masked)) == 0).all())
 
 
+@pytest.mark.slow
 def test_estimator_loss_falls_on_a_tiny_run(spm_data):
     from recipe.lm.build import build_model
     from recipe.lm.importance import atat_loss
@@ -98,3 +99,27 @@ def test_scoring_loads_a_checkpoint_with_or_without_the_estimator_the_same(spm_d
         generator = torch.Generator().manual_seed(0)
         scores.append(sequence_log_likelihood(scorer, tokens, lengths, num_samples=2, generator=generator))
     assert torch.equal(scores[0], scores[1]) and torch.equal(scores[0], scores[2])
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "ar", "importance_estimator": True}, r"LmConfig\.importance_estimator: only diffusion LMs"),
+        ({"curriculum": (0.7, 0.3)}, r"LmConfig\.curriculum: must be \(b_1, b_2\) with 0 <= b_1 <= b_2 <= 1"),
+        ({"focus_weight": 0.0}, r"LmConfig\.focus_weight: must be positive"),
+        ({"mix_alpha": 0.5}, r"LmConfig\.mix_alpha: .*depth_mode or importance_estimator"),
+        (
+            {"importance_estimator": True, "depth_mode": "dependency", "mix_alpha": 0.5},
+            r"LmConfig\.importance_estimator: one token weight source",
+        ),
+    ],
+)
+def test_wrong_atat_options_name_the_field(fields, message):
+    from recipe.lm.config import LmConfig
+
+    base = {"kind": "mdlm", "vocab_size": 10, "eos_id": 0, "max_seq_len": 8, "hidden": 8, "n_heads": 2}
+    with pytest.raises(ValueError, match=message):
+        LmConfig(**{**base, **fields})
+    assert LmConfig(
+        **{**base, "importance_estimator": True, "mix_alpha": 0.5, "curriculum": [0.2, 0.9]}
+    ).curriculum == (0.2, 0.9)

@@ -54,8 +54,8 @@ def pretrained_experiment(
     checkpoint = _existing(checkpoint, "checkpoint", "DLM_PRETRAINED_CHECKPOINT")
     files = TokenizerFiles.detect(_existing(tokenizer, "tokenizer", "DLM_TOKENIZER"))
     tok = load_tokenizer(files)
-    lm_config = bd3lms_lm_config(checkpoint, eos_id=tok.eos_id)
-    check_lm_tokenizer(tok, lm_config.vocab_size, lm_config.eos_id)
+    lm_config = bd3lms_lm_config(checkpoint, tokenizer=files)  # EOS, BOS, [MASK] (BERT: its own)
+    check_lm_tokenizer(tok, lm_config.vocab_size, lm_config.eos_id, lm_config.mask_id)
     imported = ImportBd3lmsCheckpointJob(tk.Path(checkpoint), lm_config)
     imported.add_alias(f"{name}/import")
 

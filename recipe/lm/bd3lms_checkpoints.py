@@ -43,6 +43,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from recipe.data.tokenizers import TokenizerError
 from recipe.lm.build import build_model
 from recipe.lm.config import LmConfig
 from recipe.lm.dit import ROTARY_BASE
@@ -384,12 +385,13 @@ def _special_ids(
 
 def tokenizer_ids(tokenizer: Any, ckpt: ReferenceCheckpoint) -> dict[str, int | None]:
     """The special ids of a tokenizer (``recipe.data.tokenizers``) for a checkpoint, as bd3lms derives
-    them: its own [MASK] if it has one (then V rows), else the extra id V (V + 1 rows)."""
+    them: its own [MASK] if it has one (then V rows), else the extra id V (V + 1 rows); TokenizerError
+    naming both files if the checkpoint's rows say otherwise."""
     rows = int(ckpt.backbone["vocab_embed.embedding"].shape[0])
     expected = tokenizer.vocab_size + (tokenizer.mask_id is None)
     if rows != expected:
         has = "its own [MASK]" if tokenizer.mask_id is not None else "no [MASK] (bd3lms adds one)"
-        raise ValueError(
+        raise TokenizerError(
             f"{ckpt.source}: backbone.vocab_embed.embedding has {rows} rows, but the tokenizer "
             f"{tokenizer.source} has {tokenizer.vocab_size} ids and {has}, so it needs {expected}"
         )

@@ -4,7 +4,8 @@
 
 the log-linear schedule of ``recipe.lm.noise_schedule`` (1 - alpha_t = (1 - eps) t) with t replaced by
 t^(1 / g_i), so g_i = 1 for every token is today's schedule bit for bit, and a token with g_i > 1 is
-masked earlier (more often at a given t).  The continuous-time NELBO of any per-token schedule
+masked earlier (more often at a given t).  Models in the bd3lms layout mask with probability t as
+bd3lms does (``Bd3lmsLogLinearSchedule``), so for them m_i(t) = t^(1 / g_i).  The continuous-time NELBO of any per-token schedule
 1 - alpha_t^i = m_i(t) weights the cross-entropy of a masked token by -alpha'^i_t / (1 - alpha^i_t):
 
     L = E_t sum_i [m_i'(t) / m_i(t)] * 1[z_t^i = MASK] * (-log p_theta(x_i | z_t)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -62,6 +63,9 @@ class SisProject:
         return proc
 
     def sis_background(self, *args: str) -> subprocess.Popen:
+        """``sis`` started in the background; it takes SIGINT (Ctrl-C) as from a terminal, also when the
+        tests themselves run as a background command of a shell without job control, which starts them
+        with SIGINT ignored (and Python keeps an ignored SIGINT ignored)."""
         return subprocess.Popen(
             [sys.executable, "-m", "sisyphus", *args],
             cwd=self.root,
@@ -69,6 +73,7 @@ class SisProject:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=_default_sigint,
         )
 
     def events(self) -> list[dict]:
@@ -76,6 +81,10 @@ class SisProject:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:

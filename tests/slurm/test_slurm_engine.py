@@ -160,7 +160,7 @@ def test_restarted_manager_does_not_resubmit_queued_or_running_tasks(slurm_proje
         _wait_for(lambda: glob.glob(str(root / "work/slurm_toy/WaitJob.*/usage.run.1")), "a task to run")
         _wait_for(lambda: len(submitted()) == 2, "both submissions")
         first.send_signal(signal.SIGINT)
-        first.communicate(timeout=90)
+        first.communicate(timeout=30)
     finally:
         if first.poll() is None:
             first.kill()

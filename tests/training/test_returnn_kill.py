@@ -1,8 +1,15 @@
-"""``kill -9`` of the worker while real RETURNN trains: no RETURNN process of the task survives, the
-manager resubmits it, and at no time do two RETURNN trainings of the job run at once."""
+"""``kill -9`` of the worker while real RETURNN trains MDLM-ATAT (after its second epoch):
+
+- no RETURNN process of the task survives its worker, the manager resubmits the task, and at no time do two
+  RETURNN trainings of the job run at once;
+- the resubmitted training resumes from the last checkpoint in the curriculum phase of its epoch (the
+  phase is a function of RETURNN's checkpointed epoch);
+- the checkpoint scores the same whether the scoring config names the estimator or not (scoring ignores
+  it)."""
 
 from __future__ import annotations
 
+import ast
 import glob
 import json
 import os
@@ -10,13 +17,17 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 from tests.pipeline_run import REPO
 
 CONFIG = """
+from dataclasses import replace
+
 from config.pipeline import lm_returnn_config
+from jobs.lm_eval import ComputePerplexityJob
 from jobs.returnn import ReturnnTrainingJob
 from recipe.lm.config import LmConfig, preset_dims
 from recipe.returnn_glue.datasets import lm_train_dataset, text_ogg_zip_dev_dataset
@@ -25,7 +36,10 @@ from sisyphus import tk
 
 def py():
     spm = tk.Path({spm!r})
-    config = LmConfig(kind="ar", vocab_size={vocab}, eos_id={eos}, max_seq_len=16, **preset_dims("tiny"))
+    config = LmConfig(
+        kind="mdlm", vocab_size={vocab}, eos_id={eos}, max_seq_len=16, **preset_dims("tiny"),
+        importance_estimator=True, mix_alpha=1.0, curriculum=(0.25, 0.5),
+    )
     returnn_config = lm_returnn_config(
         config,
         train_dataset=lm_train_dataset(tk.Path({train!r}), spm, partition_epoch=1),
@@ -36,6 +50,13 @@ def py():
     )
     job = ReturnnTrainingJob(returnn_config, num_epochs=4, device="cpu", cpu_rqmt=1)
     tk.register_output("learning_rates", job.out_learning_rates)
+    plain = replace(config, importance_estimator=False, mix_alpha=0.0)
+    for name, scoring_config in (("with_estimator", config), ("without_estimator", plain)):
+        ppl = ComputePerplexityJob(
+            job.out_checkpoints[4], scoring_config, text_ogg_zip_dev_dataset(tk.Path({dev!r}), spm),
+            num_samples=2, device="cpu",
+        )
+        tk.register_output(f"{{name}}.scores", ppl.out_scores)
 """
 
 
@@ -80,20 +101,29 @@ def training_job_dir(root: Path) -> str | None:
     return found[0] if found else None
 
 
-def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_path, tiny_lm_data):
+def _epoch_scores(path: Path) -> dict[int, dict[str, float]]:
+    from recipe.returnn_glue.learning_rates import read_learning_rates
+
+    return {epoch: data["error"] for epoch, data in read_learning_rates(str(path)).items()}
+
+
+def test_kill_9_of_the_worker_leaves_no_returnn_and_training_resumes_in_its_curriculum_phase(
+    tmp_path, tiny_lm_data
+):
     root, manager = start_manager(tmp_path, CONFIG, tiny_lm_data)
     most_at_once = 0
     try:
         deadline = time.time() + 600
         job_dir = None
-        while time.time() < deadline and not (job_dir and returnn_pids(job_dir)):
+        while time.time() < deadline and not (
+            job_dir and os.path.exists(f"{job_dir}/output/models/epoch.002.pt")
+        ):
             job_dir = training_job_dir(root)
-            time.sleep(0.2)
-        first = returnn_pids(job_dir)
-        assert first, "RETURNN never started"
-        time.sleep(3)  # let it train for a moment
-        worker = json.load(open(f"{job_dir}/usage.run.1"))["pid"]
-        os.kill(worker, signal.SIGKILL)
+            time.sleep(0.1)
+        first = returnn_pids(job_dir) if job_dir else []
+        assert first, "RETURNN did not reach epoch 3"
+        assert not os.path.exists(f"{job_dir}/output/models/epoch.004.pt")
+        os.kill(json.load(open(f"{job_dir}/usage.run.1"))["pid"], signal.SIGKILL)
         end = time.time() + 30
         while time.time() < end and any(p in returnn_pids(job_dir) for p in first):
             time.sleep(0.2)
@@ -106,8 +136,23 @@ def test_kill_9_of_the_worker_leaves_no_returnn_and_one_training_proceeds(tmp_pa
         if manager.poll() is None:
             manager.kill()
     assert manager.returncode == 0, out[-3000:]
-    assert most_at_once == 1  # the resubmitted training, and only it
+    assert most_at_once == 1, out[-3000:]  # the resubmitted training, and only it
     assert not returnn_pids(job_dir)
-    assert sorted(glob.glob(str(Path(job_dir) / "output" / "models" / "epoch.00[1-4].pt")))[-1].endswith(
-        "epoch.004.pt"
+    with tarfile.open(f"{job_dir}/finished.tar.gz") as logs:  # the finished job's logs
+        log = logs.extractfile("log.run.1").read().decode()
+    resumed = log.split("Load model ", 1)[-1]
+    assert (
+        resumed.startswith(f"{job_dir}/output/models/epoch.002.pt")
+        and "Starting training at epoch 3" in resumed
+    ), log[-5000:]
+    scores = _epoch_scores(Path(job_dir) / "output" / "learning_rates")
+    # p = (epoch - 1) / 4 = 0, .25, .5, .75 with boundaries (.25, .5): easy, medium, hard, hard
+    assert [scores[e].get("train_loss_curriculum_phase") for e in (1, 2, 3, 4)] == [0.0, 1.0, 2.0, 2.0], (
+        scores
     )
+    assert all("train_loss_importance" in scores[e] and "dev_loss_nelbo" in scores[e] for e in scores), scores
+    # RETURNN scoring builds the model without the estimator and skips its tensors in the checkpoint:
+    # the same scores whether the scoring config has the estimator or not
+    with_estimator = ast.literal_eval((root / "output" / "with_estimator.scores").read_text())
+    assert with_estimator == ast.literal_eval((root / "output" / "without_estimator.scores").read_text())
+    assert len(with_estimator) == len(tiny_lm_data.dev_text)

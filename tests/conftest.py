@@ -32,6 +32,8 @@ def fresh_graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 # suite's time), and the SLOW_TESTS whose call took 3 s or more. A test id matches all its parameters.
 SLOW_PATHS = ("test_tiny_pipeline.py", "training/", "slurm/")
 SLOW_TESTS = (
+    "core/test_faults.py::test_orphan_of_a_dead_worker_counts_as_running_and_is_never_doubled",
+    "core/test_faults.py::test_kill_9_of_worker_kills_child_in_own_session_and_one_run_proceeds",
     "core/test_manager.py::test_diamond_with_parallel_branches_honours_rqmt",
     "core/test_manager.py::test_two_managers_never_run_a_task_twice",
     "core/test_manager.py::test_kill_minus_9_resumes_resumable_task",

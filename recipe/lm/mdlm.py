@@ -177,22 +177,17 @@ class MDLM(CheckedLoadMixin):
         layout: one bidirectional pass over [BOS ; x_t] (positions 0..T), padding keys masked, every
         position conditioned on sigma_pos[:, 0]."""
         del x0
-        bos = torch.full_like(xt[:, :1], self.bos_id)
+        keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)  # BOS and the real tokens
         if self.bos_offset:
-            keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
             attn = None if bool(keys.all()) else keys[:, None, None, :]
             sigma = None if sigma_pos is None else sigma_pos[:, 0]
-            inputs = torch.cat((bos, xt), dim=1)
-            return self.backbone.hidden(
-                inputs, attn_mask=attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
-            )[0]
-        attn = torch.ones(xt.shape[1] + 1, xt.shape[1] + 1, dtype=torch.bool, device=xt.device)
-        attn[0, 1:] = False
-        keys = F.pad(valid_mask(lengths, xt.shape[1]), (1, 0), value=True)
-        if not bool(keys.all()):
-            attn = attn & keys[:, None, None, :]
-        sigma = None if sigma_pos is None else F.pad(sigma_pos, (1, 0))
-        inputs = torch.cat((bos, xt), dim=1)
+        else:
+            attn = torch.ones(xt.shape[1] + 1, xt.shape[1] + 1, dtype=torch.bool, device=xt.device)
+            attn[0, 1:] = False
+            if not bool(keys.all()):
+                attn = attn & keys[:, None, None, :]
+            sigma = None if sigma_pos is None else F.pad(sigma_pos, (1, 0))
+        inputs = torch.cat((torch.full_like(xt[:, :1], self.bos_id), xt), dim=1)
         return self.backbone.hidden(
             inputs, attn_mask=attn, sigma=sigma, out_index=state_index(xt, out_index), out_keep=out_keep
         )[0]

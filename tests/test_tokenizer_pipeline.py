@@ -83,6 +83,26 @@ def _output(root: Path, alias: str, name: str) -> Path:
 
 
 @pytest.mark.slow
+def _check_bd3lms_protocol_perplexity(root: Path, alias: str, model, chunks: list[list[int]]) -> None:
+    """The job's bd3lms-protocol perplexity of 16-token chunks: each chunk scored after its BOS (the 15
+    tokens that follow, 3 independent samples, the noise from the tag's generator) and only those counted."""
+    total = 0.0
+    for i, chunk in enumerate(chunks):
+        total += float(
+            sequence_log_likelihood(
+                model,
+                torch.tensor([chunk[1:]]),
+                torch.tensor([15]),
+                num_samples=3,
+                noise="independent",
+                generator=[tag_generator(torch.device("cpu"), 0, f"chunk-{i}")],
+            )
+        )
+    assert int(_output(root, alias, "num_tokens").read_text()) == 15 * len(chunks)
+    nats = float(_output(root, alias, "nats_per_token").read_text())
+    assert nats == pytest.approx(-total / (15 * len(chunks)), rel=1e-4)
+
+
 def test_bpe_tokenizer_drives_perplexity_rescoring_and_sampling_through_sis_manager(tmp_path: Path):
     tok_path = train_byte_level_bpe(tmp_path / "bpe")
     tokenizer = load_tokenizer(TokenizerFiles.tokenizer_json(tok_path))
@@ -120,21 +140,7 @@ def test_bpe_tokenizer_drives_perplexity_rescoring_and_sampling_through_sis_mana
     # nor counted: the model scores the rest after its BOS; each chunk's noise from its tag's generator
     chunks = wrap_chunks([tokenizer.encode(t) for t in TEXTS], 16, tokenizer.bos_id, tokenizer.eos_id)
     assert len(chunks) >= 2 and all(c[0] == tokenizer.eos_id == tokenizer.bos_id for c in chunks)
-    total = 0.0
-    for i, chunk in enumerate(chunks):
-        total += float(
-            sequence_log_likelihood(
-                bd3_model,
-                torch.tensor([chunk[1:]]),
-                torch.tensor([15]),
-                num_samples=3,
-                noise="independent",
-                generator=[tag_generator(torch.device("cpu"), 0, f"chunk-{i}")],
-            )
-        )
-    assert int(_output(root, "bpe/bd3lm_ppl", "num_tokens").read_text()) == 15 * len(chunks)
-    nats = float(_output(root, "bpe/bd3lm_ppl", "nats_per_token").read_text())
-    assert nats == pytest.approx(-total / (15 * len(chunks)), rel=1e-4)
+    _check_bd3lms_protocol_perplexity(root, "bpe/bd3lm_ppl", bd3_model, chunks)
 
     # rescoring: every hypothesis re-tokenised with the BPE, scored with the AR LM, input order kept
     scores = ast.literal_eval(
@@ -216,21 +222,7 @@ def test_wordpiece_tokenizer_and_bert_layout_checkpoint_through_sis_manager(tmp_
 
     chunks = wrap_chunks([tokenizer.encode(t) for t in TEXTS], 16, tokenizer.bos_id, tokenizer.eos_id)
     assert len(chunks) >= 2 and all(c[0] == tokenizer.bos_id != tokenizer.eos_id for c in chunks)
-    total = 0.0
-    for i, chunk in enumerate(chunks):
-        total += float(
-            sequence_log_likelihood(
-                model,
-                torch.tensor([chunk[1:]]),
-                torch.tensor([15]),
-                num_samples=3,
-                noise="independent",
-                generator=[tag_generator(torch.device("cpu"), 0, f"chunk-{i}")],
-            )
-        )
-    assert int(_output(root, "wordpiece/bd3lm_ppl", "num_tokens").read_text()) == 15 * len(chunks)
-    nats = float(_output(root, "wordpiece/bd3lm_ppl", "nats_per_token").read_text())
-    assert nats == pytest.approx(-total / (15 * len(chunks)), rel=1e-4)
+    _check_bd3lms_protocol_perplexity(root, "wordpiece/bd3lm_ppl", model, chunks)
 
 
 def test_tokenizer_that_does_not_fit_the_lm_fails_naming_the_file(fresh_graph, tmp_path: Path):
